@@ -1,0 +1,389 @@
+"""Integer quantization with per-layer bit-widths, calibration, QDQ export and evaluation.
+
+Scheme (the same arithmetic the int4/int8 cores implement, see ``vivado/README.md``):
+
+* weights: symmetric, per output channel, narrow range — int8 in [-127, 127], int4 in [-7, 7];
+  ``scale_c = max|w_c| / qmax``;
+* activations: per tensor, zero point 0, at the *input* of every quantizable layer and at that
+  layer's bit-width (the int4 core consumes int4 activations). Unsigned (uint8 [0, 255],
+  uint4 [0, 15]) where the tensor comes from a ReLU-family op, signed elsewhere;
+  ``scale = range / qmax`` with range = max|x| (``minmax``) or a percentile of |x|;
+* bias: int32 at scale ``s_x · s_w,c``.
+
+BatchNormalization that follows a Conv is folded first (:mod:`ohq_pynq.transforms`), as the
+cores run the folded conv. :meth:`QuantizedNetwork.to_onnx` writes a QDQ model (opset 21, INT4 /
+UINT4 tensors where a layer is 4-bit) that onnxruntime and the numpy engine both run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+from .graph import SIGN_PRESERVING_OPS, Network, load_network
+from .transforms import fold_batchnorm
+
+QDQ_OPSET = 21
+# Ops whose output is >= 0: a tensor reaching a layer only through these (and sign-preserving
+# ops) is quantized unsigned.
+NONNEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "HardSigmoid"})
+
+
+def weight_qmax(bits: int) -> int:
+    """Largest weight magnitude at ``bits`` (narrow range): 127 for int8, 7 for int4."""
+    return (1 << (bits - 1)) - 1
+
+
+def activation_range(bits: int, signed: bool) -> tuple[int, int]:
+    """(qmin, qmax) of an activation at ``bits``: e.g. int4 (-8, 7), uint4 (0, 15)."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric quantization of ``w`` (cout, ...) → (int8 codes, float32 scales)."""
+    qmax = weight_qmax(bits)
+    w = np.asarray(w, dtype=np.float32)
+    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax, qmax)
+    return q.astype(np.int8), scale
+
+
+# ----------------------------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TensorRange:
+    """Calibrated range of one activation tensor (float units of the model's activations)."""
+
+    absmax: float
+    minimum: float
+    clip: float          # the value mapped to qmax: absmax (minmax) or a percentile of |x|
+
+
+def _batches(x: np.ndarray, batch_size: int):
+    for i in range(0, len(x), batch_size):
+        yield x[i:i + batch_size]
+
+
+def calibrate(network: Network, x: np.ndarray, method: str = "minmax", percentile: float = 99.99,
+              batch_size: int = 16, backend: str = "auto", progress: bool = False) -> dict[str, TensorRange]:
+    """Range of every quantizable layer's input tensor over calibration images ``x`` (N, C, H, W).
+
+    Streams ``x`` in batches of ``batch_size`` images, so memory is one batch of activations.
+    ``percentile`` uses a second pass with a 2048-bin histogram of |x| per tensor.
+    """
+    from .runtime import make_executor
+
+    if method not in ("minmax", "percentile"):
+        raise ConfigError(f"calibration method {method!r} unknown; use minmax or percentile")
+    if not (0 < percentile <= 100):
+        raise ConfigError(f"percentile {percentile} must be in (0, 100]")
+    x = check_images(x, network)
+    tensors = sorted({layer.input for layer in network.layers})
+    executor = make_executor(network.model, backend=backend)
+    absmax = {t: 0.0 for t in tensors}
+    minimum = {t: np.inf for t in tensors}
+    for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "calibrate"):
+        out = executor.run(xb, outputs=tensors)
+        for t in tensors:
+            v = out[t]
+            absmax[t] = max(absmax[t], float(np.abs(v).max()))
+            minimum[t] = min(minimum[t], float(v.min()))
+    clip = dict(absmax)
+    if method == "percentile":
+        bins = 2048
+        hist = {t: np.zeros(bins, dtype=np.int64) for t in tensors}
+        for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "histogram"):
+            out = executor.run(xb, outputs=tensors)
+            for t in tensors:
+                if absmax[t] > 0:
+                    hist[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, absmax[t]))[0]
+        for t in tensors:
+            if absmax[t] > 0:
+                cdf = np.cumsum(hist[t]) / max(1, hist[t].sum())
+                k = int(np.searchsorted(cdf, percentile / 100.0))
+                clip[t] = min(absmax[t], (k + 1) * absmax[t] / bins)
+    return {t: TensorRange(absmax[t], float(minimum[t]), clip[t]) for t in tensors}
+
+
+def _progress(it, enabled: bool, n: int, batch: int, desc: str):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, total=-(-n // batch), desc=desc, unit="batch", leave=False)
+
+
+def check_images(x, network: Network) -> np.ndarray:
+    """Validate a batch of images against the model input: float32 (N, *input_shape), finite."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"images have dtype {x.dtype}; expected numbers (float32)")
+    if x.ndim != len(network.input_shape) + 1 or tuple(x.shape[1:]) != network.input_shape:
+        raise DataError(f"images have shape {tuple(x.shape)}; the model expects "
+                        f"(N, {', '.join(map(str, network.input_shape))})")
+    if len(x) == 0:
+        raise DataError("no images given (the batch is empty)")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError("images contain NaN or infinite values")
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantized network
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class LayerQuant:
+    """Integer parameters of one layer: what the core is programmed with."""
+
+    name: str
+    weight_bits: int
+    act_bits: int
+    weight_q: np.ndarray        # int8 codes in conv layout (cout, cin/groups, kh, kw)
+    weight_scale: np.ndarray    # float32 (cout,)
+    bias_q: np.ndarray          # int32 (cout,), at scale act_scale * weight_scale
+    act_scale: float            # input activation scale (float per integer step)
+    act_signed: bool            # input activations signed (int) or unsigned (uint)
+
+    @property
+    def act_qrange(self) -> tuple[int, int]:
+        return activation_range(self.act_bits, self.act_signed)
+
+
+@dataclass
+class QuantizedNetwork:
+    """A BN-folded network with integer parameters for every quantizable layer."""
+
+    network: Network                       # the BN-folded float network
+    layers: dict[str, LayerQuant] = field(default_factory=dict)
+
+    @property
+    def weight_bits(self) -> dict[str, int]:
+        return {n: q.weight_bits for n, q in self.layers.items()}
+
+    def model_bytes(self) -> int:
+        """Bytes of all packed integer weights plus int32 biases."""
+        return sum(self.network.layer(n).weight_bytes(q.weight_bits) for n, q in self.layers.items())
+
+    def weight_initializer(self, name: str) -> str:
+        """Name of the integer weight initializer of layer ``name`` in :meth:`to_onnx`'s model."""
+        return f"{name}.weight_q"
+
+    def to_onnx(self):
+        """QDQ ``ModelProto`` (opset 21): Q/DQ on each layer input, DQ on weights and biases."""
+        return export_qdq(self)
+
+
+def quantize(network: Network, bits, ranges: dict[str, TensorRange], act_bits=None) -> QuantizedNetwork:
+    """Quantize every layer of a BN-folded ``network`` with ``bits`` (int, mapping or config path).
+
+    ``act_bits`` defaults to the weight bits of each layer (W4A4 / W8A8); pass ``8`` for W4A8.
+    """
+    from .bitconfig import resolve_bits
+
+    wbits = resolve_bits(bits, network.layer_names)
+    abits = wbits if act_bits is None else resolve_bits(act_bits, network.layer_names)
+    missing = [l.input for l in network.layers if l.input not in ranges]
+    if missing:
+        raise ConfigError(f"no calibration range for tensor(s) {missing[:3]}; calibrate this network first")
+    unsigned = nonnegative_tensors(network)
+    q = QuantizedNetwork(network)
+    for layer in network.layers:
+        signed = layer.input not in unsigned
+        r = ranges[layer.input]
+        _, qmax = activation_range(abits[layer.name], signed)
+        clip = r.clip if r.clip > 0 else 1.0
+        act_scale = np.float32(clip / qmax)
+        w_q, w_scale = quantize_weight(network.weight(layer), wbits[layer.name])
+        bias_scale = (np.float32(act_scale) * w_scale).astype(np.float32)
+        b = network.bias(layer)
+        bias_q = np.clip(np.rint(b / bias_scale), -2**31, 2**31 - 1).astype(np.int32)
+        q.layers[layer.name] = LayerQuant(layer.name, wbits[layer.name], abits[layer.name], w_q,
+                                          w_scale, bias_q, float(act_scale), signed)
+    return q
+
+
+def prepare(model, input_shape=None) -> Network:
+    """Load ``model`` and fold its BatchNormalizations: the network the cores execute."""
+    net = load_network(model, input_shape)
+    if not net.batchnorm_nodes:
+        return net
+    folded = fold_batchnorm(net.model)
+    folded_net = load_network(folded)
+    folded_net.source = net.source
+    return folded_net
+
+
+def nonnegative_tensors(network: Network) -> set[str]:
+    """Tensors that are >= 0 by construction: ReLU-family outputs, through sign-preserving ops."""
+    graph = network.model.graph
+    nonneg: set[str] = set()
+    for node in graph.node:  # topological order
+        op = node.op_type
+        if op in NONNEGATIVE_OPS:
+            nonneg.add(node.output[0])
+        elif op == "Clip" and _clip_min(network, node) is not None and _clip_min(network, node) >= 0:
+            nonneg.add(node.output[0])
+        elif op in SIGN_PRESERVING_OPS and node.input[0] in nonneg:
+            nonneg.add(node.output[0])
+        elif op in ("Concat", "MaxPool") and all(i in nonneg for i in node.input if not network.is_constant(i)):
+            nonneg.add(node.output[0])
+    return nonneg
+
+
+def _clip_min(network: Network, node) -> float | None:
+    for a in node.attribute:
+        if a.name == "min":
+            return a.f
+    if len(node.input) > 1 and node.input[1] and network.is_constant(node.input[1]):
+        return float(np.asarray(network.constant(node.input[1])).reshape(-1)[0])
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# QDQ export
+# ----------------------------------------------------------------------------------------------
+def _int_type(bits: int, signed: bool) -> int:
+    from onnx import TensorProto
+
+    return {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8,
+            (4, True): TensorProto.INT4, (4, False): TensorProto.UINT4}[(bits, signed)]
+
+
+def _int_tensor(name: str, values: np.ndarray, bits: int, signed: bool):
+    """An integer initializer; int4/uint4 are packed two per byte by onnx.helper."""
+    from onnx import helper, numpy_helper
+
+    if bits == 8:
+        return numpy_helper.from_array(values.astype(np.int8 if signed else np.uint8), name)
+    return helper.make_tensor(name, _int_type(bits, signed), list(values.shape),
+                              values.astype(np.int64).reshape(-1).tolist())
+
+
+def _upgrade_opset(model):
+    import onnx
+    from onnx import version_converter
+
+    from .errors import ModelError
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= QDQ_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, QDQ_OPSET)
+    except Exception as err:
+        raise ModelError(f"cannot convert the model from opset {opset} to {QDQ_OPSET} for QDQ "
+                         f"export: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def export_qdq(qnet: QuantizedNetwork):
+    """Build the QDQ model of ``qnet`` (see module docstring)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    net = qnet.network
+    model = onnx.ModelProto()
+    model.CopyFrom(net.model)
+    del model.graph.value_info[:]
+    model = _upgrade_opset(model)
+    graph = model.graph
+    nodes_by_name = {}
+    for i, node in enumerate(graph.node):
+        nodes_by_name.setdefault(node.name or f"{node.op_type}_{i}", node)
+    new_inits, qdq_nodes = [], {}
+    for layer in net.layers:
+        lq = qnet.layers[layer.name]
+        node = _find_layer_node(graph, layer)
+        n = layer.name
+        # input activation: Q -> DQ at the layer's bits
+        x_scale, x_zp = f"{n}.input_scale", f"{n}.input_zero_point"
+        new_inits.append(numpy_helper.from_array(np.array(lq.act_scale, dtype=np.float32), x_scale))
+        new_inits.append(_int_tensor(x_zp, np.array(0), lq.act_bits, lq.act_signed))
+        xq, xdq = f"{n}.input_q", f"{n}.input_dq"
+        qdq_nodes.setdefault(id(node), []).extend([
+            helper.make_node("QuantizeLinear", [layer.input, x_scale, x_zp], [xq], name=f"{n}/QuantizeInput"),
+            helper.make_node("DequantizeLinear", [xq, x_scale, x_zp], [xdq], name=f"{n}/DequantizeInput"),
+        ])
+        # weight: integer codes in the original layout, per-channel DQ along the cout axis
+        w_q = lq.weight_q
+        axis = 0
+        if layer.op != "Conv":
+            w_q = w_q.reshape(layer.cout, layer.cin)
+            if layer.weight_transposed:
+                w_q, axis = w_q.T, 1
+        w_name, ws_name = qnet.weight_initializer(n), f"{n}.weight_scale"
+        new_inits.append(_int_tensor(w_name, np.ascontiguousarray(w_q), lq.weight_bits, True))
+        new_inits.append(numpy_helper.from_array(lq.weight_scale.astype(np.float32), ws_name))
+        wzp = f"{n}.weight_zero_point"
+        new_inits.append(_int_tensor(wzp, np.zeros(layer.cout, dtype=np.int64), lq.weight_bits, True))
+        wdq = f"{n}.weight_dq"
+        qdq_nodes[id(node)].append(helper.make_node("DequantizeLinear", [w_name, ws_name, wzp], [wdq],
+                                                    name=f"{n}/DequantizeWeight", axis=axis))
+        inputs = [xdq, wdq]
+        if layer.bias is not None or layer.op != "MatMul":
+            b_name, bs_name = f"{n}.bias_q", f"{n}.bias_scale"
+            new_inits.append(numpy_helper.from_array(lq.bias_q.astype(np.int32), b_name))
+            new_inits.append(numpy_helper.from_array(
+                (np.float32(lq.act_scale) * lq.weight_scale).astype(np.float32), bs_name))
+            bdq = f"{n}.bias_dq"
+            qdq_nodes[id(node)].append(helper.make_node("DequantizeLinear", [b_name, bs_name], [bdq],
+                                                        name=f"{n}/DequantizeBias", axis=0))
+            inputs.append(bdq)
+        del node.input[:]
+        node.input.extend(inputs)
+    # Rebuild the node list with each layer's Q/DQ nodes right before it (keeps topological order).
+    ordered = []
+    for node in graph.node:
+        ordered.extend(qdq_nodes.get(id(node), []))
+        ordered.append(node)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    graph.initializer.extend(new_inits)
+    from .transforms import _drop_unused_initializers
+    _drop_unused_initializers(model)
+    return model
+
+
+def _find_layer_node(graph, layer):
+    for node in graph.node:
+        if node.output and node.output[0] == layer.output and node.op_type == layer.op:
+            return node
+    raise ConfigError(f"layer {layer.name!r} not found in the model graph")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+def predict(model, x: np.ndarray, batch_size: int = 64, backend: str = "auto") -> np.ndarray:
+    """Logits of ``model`` (ModelProto or path) for images ``x``, in batches of ``batch_size``."""
+    from .runtime import make_executor
+
+    executor = make_executor(model, backend=backend)
+    out_name = executor.output_names[0]
+    return np.concatenate([executor.run(xb, outputs=[out_name])[out_name].reshape(len(xb), -1)
+                           for xb in _batches(x, batch_size)])
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64) - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def kl_divergence(ref_logits: np.ndarray, logits: np.ndarray) -> float:
+    """Mean over images of KL(softmax(ref) ‖ softmax(logits)) in nats."""
+    lp, lq = log_softmax(ref_logits), log_softmax(logits)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=-1)))
+
+
+def compare(logits: np.ndarray, y: np.ndarray | None = None, reference: np.ndarray | None = None) -> dict:
+    """Accuracy against labels ``y``; top-1 agreement and KL against ``reference`` logits."""
+    out: dict = {"images": int(len(logits))}
+    top = logits.argmax(axis=-1)
+    if y is not None:
+        out["accuracy"] = float(np.mean(top == np.asarray(y).reshape(-1)))
+    if reference is not None:
+        out["top1_agreement"] = float(np.mean(top == reference.argmax(axis=-1)))
+        out["kl"] = kl_divergence(reference, logits)
+    return out

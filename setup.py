@@ -1,0 +1,64 @@
+"""ohq-pynq: on-device, hardware-aware mixed-precision quantization for PYNQ boards.
+
+Plain setuptools on purpose: pynqutils' ``build_py`` refuses to install off-board unless
+``BOARD`` is set, and this package must install on x86 Linux (simulator backend) as well as
+on the board itself.
+"""
+from setuptools import find_packages, setup
+
+# Zynq-7000 boards (PYNQ-Z2) are 32-bit armv7l: PyPI has no onnxruntime and no cvxopt wheel
+# there. onnxruntime is an optional faster executor (the numpy engine covers everything);
+# cvxopt comes from the distro (``apt install python3-cvxopt``) on those boards.
+NOT_ARMV7 = 'platform_machine != "armv7l"'
+
+setup(
+    name="ohq-pynq",
+    version="0.1.0",
+    description="On-chip hardware-aware mixed-precision (int4/int8) quantization for PYNQ boards",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ohq_pynq", "ohq_pynq.*"]),
+    package_data={
+        "ohq_pynq": [
+            "models/*.onnx",
+            "models/*.npz",
+            "models/*.json",
+            "hw/*.json",
+            "notebooks/*.ipynb",
+            "service/*",
+        ],
+    },
+    install_requires=[
+        "numpy>=1.21",
+        "onnx>=1.16",
+        f"onnxruntime>=1.17; {NOT_ARMV7}",
+        "scipy>=1.8",
+        f"cvxopt>=1.3; {NOT_ARMV7}",
+        "pynq>=3.0",
+        # pynqutils imports pkg_resources, which setuptools 81 removed.
+        "setuptools<81",
+        "tqdm>=4.60",
+        "matplotlib>=3.5",
+        'tomli>=1.1; python_version < "3.11"',
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "cocotb>=2.0",
+            "cocotbext-axi>=0.1.24",
+            "nbclient>=0.7",
+            "ipykernel>=6",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["ohq-pynq = ohq_pynq.cli:main"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: BSD License",
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

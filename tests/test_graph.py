@@ -1,0 +1,156 @@
+"""ohq_pynq.graph: layer table, edges, and one clear error for each kind of bad model."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import build_small_cnn
+from ohq_pynq.errors import ModelError, UnsupportedOpError
+from ohq_pynq.graph import load_network, parse_shape
+from ohq_pynq.errors import ConfigError
+
+
+def test_small_cnn_layers(small_cnn):
+    net = load_network(small_cnn)
+    assert net.layer_names == ["conv1", "dw", "pw", "se_fc", "fc"]
+    assert net.input_shape == (1, 16, 16)
+    conv1, dw, pw, se, fc = net.layers
+    assert (conv1.cin, conv1.cout, conv1.kernel, conv1.in_hw, conv1.out_hw) == (1, 8, (3, 3), (16, 16), (16, 16))
+    assert conv1.macs == 16 * 16 * 8 * 1 * 9 and conv1.params == 8 * 9
+    assert dw.depthwise and dw.groups == 8 and dw.stride == (2, 2) and dw.out_hw == (8, 8)
+    assert dw.macs == 8 * 8 * 8 * 9
+    assert se.in_hw == (1, 1) and se.params == 16 * 16 + 16
+    assert fc.op == "Gemm" and (fc.cin, fc.cout) == (16, 10) and fc.macs == 160
+    assert net.weight(fc).shape == (10, 16, 1, 1)
+    # edges go through BN/ReLU/HardSwish/GAP/Mul/Flatten
+    assert dw.producers == ["conv1"] and conv1.consumers == ["dw"]
+    assert se.producers == ["pw"]
+    assert fc.producers == ["pw", "se_fc"]
+    assert sorted(pw.consumers) == ["fc", "se_fc"]
+    assert len(net.batchnorm_nodes) == 3
+    assert net.total_macs == sum(l.macs for l in net.layers)
+
+
+def test_input_model_never_modified(small_cnn):
+    before = small_cnn.SerializeToString()
+    load_network(small_cnn, input_shape="1,16,16")
+    assert small_cnn.SerializeToString() == before
+
+
+def test_load_from_path_and_describe(tmp_path, small_cnn_folded):
+    p = tmp_path / "m.onnx"
+    onnx.save(small_cnn_folded, p)
+    net = load_network(str(p))
+    d = net.describe()
+    assert d["source"] == str(p) and d["batchnorm"] == 0 and len(d["layers"]) == 5
+    assert net.bias("conv1").shape == (8,)
+
+
+def test_matmul_and_gemm_without_transb():
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(12, 6)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(6, 4)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="g"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm")]
+    g = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w1, w2])
+    net = load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    g_layer, mm = net.layers
+    assert (g_layer.cin, g_layer.cout, g_layer.weight_transposed) == (12, 6, True)
+    assert (mm.op, mm.cin, mm.cout, mm.macs) == ("MatMul", 6, 4, 24)
+    np.testing.assert_array_equal(net.weight(mm)[:, :, 0, 0], numpy_helper.to_array(w2).T)
+    assert mm.producers == ["g"]
+
+
+@pytest.mark.parametrize("shape", ["1,16,16", (1, 16, 16), "1x1x16x16"])
+def test_parse_and_fix_dynamic_shape(shape):
+    m = build_small_cnn()
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "H", "W"
+    with pytest.raises(ModelError, match="--input-shape"):
+        load_network(m)
+    net = load_network(m, input_shape=shape)
+    assert net.input_shape == (1, 16, 16) and net.layers[0].out_hw == (16, 16)
+
+
+def test_parse_shape_errors():
+    assert parse_shape("3, 224, 224") == (3, 224, 224)
+    for bad in ["a,b", "0,3", ""]:
+        with pytest.raises(ConfigError):
+            parse_shape(bad)
+
+
+# --- bad input: one ModelError each -------------------------------------------------------------
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_network(tmp_path / "nope.onnx")
+    with pytest.raises(ModelError, match="not a file"):
+        load_network(tmp_path)
+
+
+def test_not_onnx_and_truncated(tmp_path, small_cnn):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)))
+    with pytest.raises(ModelError, match="not an ONNX model"):
+        load_network(junk)
+    text = tmp_path / "text.onnx"
+    text.write_text("hello, I am not a model\n")
+    with pytest.raises(ModelError):
+        load_network(text)
+    data = small_cnn.SerializeToString()
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="truncated|not an ONNX|checker"):
+        load_network(trunc)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty"):
+        load_network(empty)
+
+
+def test_checker_failure(small_cnn):
+    m = copy.deepcopy(small_cnn)
+    m.graph.node[1].input[0] = "does_not_exist"
+    with pytest.raises(ModelError, match="checker"):
+        load_network(m)
+
+
+def test_unsupported_ops_all_listed(small_cnn):
+    m = copy.deepcopy(small_cnn)
+    m.graph.node[2].op_type = "Softsign"      # relu1
+    m.graph.node[5].op_type = "LeakyRelu"     # relu2
+    with pytest.raises(UnsupportedOpError) as info:
+        load_network(m)
+    assert info.value.nodes == [("relu1", "Softsign"), ("relu2", "LeakyRelu")]
+    assert "relu1" in str(info.value) and "LeakyRelu" in str(info.value)
+
+
+def test_non_constant_weight():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8]),
+                                       helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 2, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])])
+    with pytest.raises(ModelError, match="2 inputs"):
+        load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    # weight computed at run time from the single input
+    nodes = [helper.make_node("Relu", ["wsrc"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3])]
+    wsrc = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "wsrc")
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [wsrc])
+    with pytest.raises(ModelError, match="not a constant"):
+        load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_huge_declared_initializer(small_cnn):
+    m = copy.deepcopy(small_cnn)
+    t = m.graph.initializer[0]
+    del t.dims[:]
+    t.dims.extend([1 << 20, 1 << 20])
+    with pytest.raises(ModelError, match="GiB"):
+        load_network(m)

@@ -7,6 +7,7 @@ model input and normalised with ``mean``/``std`` (ImageNet's for 3 channels by d
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def _load_npz(path: Path, limit):
             y = (f["y"][:limit] if limit else f["y"]) if "y" in f.files else None
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read {path} as .npz: {err}") from None
     if x.dtype.kind not in "fiu":
         raise DataError(f"{path}: x has dtype {x.dtype}; expected float32 images")

@@ -1,0 +1,82 @@
+"""The command line: tables, JSON, and one ``error:`` line with exit code 2 for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import build_small_cnn
+from ohq_pynq.cli import COMMANDS, build_parser, main
+from ohq_pynq.data import save_data
+
+
+@pytest.fixture
+def files(tmp_path):
+    model = tmp_path / "m.onnx"
+    onnx.save(build_small_cnn(batchnorm=True), model)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 1, 16, 16)).astype(np.float32)
+    save_data(tmp_path / "calib.npz", x)
+    save_data(tmp_path / "test.npz", x[:16], rng.integers(0, 10, 16))
+    return tmp_path, model
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([name, "--help"])
+        assert e.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+
+
+def test_inspect_table_and_json(files, capsys):
+    _, model = files
+    assert main(["inspect", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "conv1" in out and "Gemm" in out and "total:" in out
+    assert main(["inspect", str(model), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [l["name"] for l in info["layers"]] == ["conv1", "dw", "pw", "se_fc", "fc"]
+
+
+def test_quantize_then_evaluate(files, capsys):
+    d, model = files
+    q = d / "q.onnx"
+    assert main(["quantize", str(model), "--bits", "8", "--calib", str(d / "calib.npz"), "--out", str(q)]) == 0
+    assert "5 layers (5 at 8 bits)" in capsys.readouterr().out
+    assert main(["evaluate", str(q), "--data", str(d / "test.npz"), "--reference", str(model), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["images"] == 16 and r["top1_agreement"] >= 0.9 and 0 <= r["accuracy"] <= 1
+    # per-layer config
+    (d / "cfg.json").write_text(json.dumps({"layers": {"conv1": 8, "dw": 4, "pw": 4, "se_fc": 8, "fc": 8}}))
+    assert main(["quantize", str(model), "--bits", str(d / "cfg.json"), "--calib", str(d / "calib.npz"),
+                 "--out", str(d / "q2.onnx")]) == 0
+    assert "2 at 4 bits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["inspect", "{d}/missing.onnx"], "model file not found"),
+    (["inspect", "{d}/calib.npz"], "not an ONNX model"),
+    (["quantize", "{m}", "--bits", "3", "--calib", "{d}/calib.npz", "--out", "{d}/q.onnx"], "not supported"),
+    (["quantize", "{m}", "--bits", "8", "--calib", "{d}/nothing", "--out", "{d}/q.onnx"], "data not found"),
+    (["evaluate", "{m}", "--data", "{d}/calib.npz"], "no labels"),
+])
+def test_user_errors_are_one_line(files, capsys, argv, match):
+    d, model = files
+    argv = [a.format(d=d, m=model) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and match in err and err.count("\n") == 1
+    assert not (d / "q.onnx").exists()
+
+
+def test_module_entry_point_exit_code(files):
+    d, _ = files
+    p = subprocess.run([sys.executable, "-m", "ohq_pynq", "inspect", str(d / "nope.onnx")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr

@@ -86,7 +86,8 @@ class Network:
         self.source = source
         self._by_name = {layer.name: layer for layer in layers}
         self._initializers = {t.name: t for t in model.graph.initializer}
-        self._constant_nodes = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+        self._constant_nodes = {n.output[0]: n for n in model.graph.node
+                                if n.op_type in ("Constant", "DequantizeLinear")}
         self._cache: dict[str, np.ndarray] = {}
 
     # -- lookup ---------------------------------------------------------------------------
@@ -102,18 +103,26 @@ class Network:
         return [layer.name for layer in self.layers]
 
     def is_constant(self, tensor: str) -> bool:
-        return tensor in self._initializers or tensor in self._constant_nodes
+        if tensor in self._initializers:
+            return True
+        node = self._constant_nodes.get(tensor)
+        return node is not None and (node.op_type == "Constant"
+                                     or all(self.is_constant(i) for i in node.input if i))
 
     def constant(self, tensor: str) -> np.ndarray:
-        """The value of an initializer or Constant-node output (decoded once, then cached)."""
+        """The value of an initializer, Constant output or DequantizeLinear of constants (cached)."""
         if tensor not in self._cache:
-            from onnx import numpy_helper
             if tensor in self._initializers:
-                value = numpy_helper.to_array(self._initializers[tensor])
+                from .engine import tensor_to_array
+                value = tensor_to_array(self._initializers[tensor])
             else:
                 node = self._constant_nodes[tensor]
-                attr = next(a for a in node.attribute if a.name == "value")
-                value = numpy_helper.to_array(attr.t)
+                if node.op_type == "Constant":
+                    from onnx import numpy_helper
+                    attr = next(a for a in node.attribute if a.name == "value")
+                    value = numpy_helper.to_array(attr.t)
+                else:
+                    value = _dequantize(node, [self.constant(i) if i else None for i in node.input])
             self._cache[tensor] = value
         return self._cache[tensor]
 
@@ -158,6 +167,18 @@ class Network:
             "params": self.total_params,
             "layers": [_layer_row(layer) for layer in self.layers],
         }
+
+
+def _dequantize(node, ins) -> np.ndarray:
+    """(q - zero_point) * scale, per tensor or along ``axis`` (DequantizeLinear of constants)."""
+    q, scale = ins[0].astype(np.float32), ins[1].astype(np.float32)
+    zp = ins[2].astype(np.float32) if len(ins) > 2 and ins[2] is not None else np.float32(0)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * q.ndim
+        shape[axis % q.ndim] = -1
+        scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp
+    return (q - zp) * scale
 
 
 def _layer_row(layer: Layer) -> dict:
@@ -375,8 +396,13 @@ def _build_network(proto, source: str) -> Network:
         for out in node.output:
             producer[out] = node
 
+    # A DequantizeLinear of constants (a QDQ model's weights) is a constant too.
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and all(i in constants for i in node.input if i):
+            constants.add(node.output[0])
+
     def resolve_constant(tensor: str) -> str | None:
-        """Follow Identity nodes back to an initializer / Constant; None if computed at run time."""
+        """Follow Identity nodes back to a constant tensor; None if computed at run time."""
         seen = 0
         while tensor not in constants:
             node = producer.get(tensor)

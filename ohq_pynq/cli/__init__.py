@@ -18,6 +18,8 @@ COMMANDS = {
     "inspect": "inspect_cmd",
     "quantize": "quantize_cmd",
     "evaluate": "evaluate_cmd",
+    "sensitivity": "sensitivity_cmd",
+    "solve": "solve_cmd",
 }
 
 

@@ -19,6 +19,11 @@ def add_backend_argument(p) -> None:
                    help="float/QDQ model executor: onnxruntime where installed (auto), else numpy")
 
 
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal only (not in logs, pipes or systemd journals)."""
+    return sys.stderr.isatty()
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -43,6 +48,6 @@ def format_table(headers: list[str], rows: list[list], align: str | None = None)
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 1000:
         return f"{v:,}"
     return str(v)

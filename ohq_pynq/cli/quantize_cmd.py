@@ -1,7 +1,7 @@
 """``quantize MODEL --bits ... --calib DATA --out Q.onnx``: export a QDQ model."""
 from __future__ import annotations
 
-from .common import add_backend_argument, add_model_argument
+from .common import add_backend_argument, add_model_argument, show_progress
 
 HELP = "quantize a model (uniform or per-layer bits) and export a QDQ ONNX model"
 
@@ -26,18 +26,21 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import onnx
 
+    from ..bitconfig import resolve_bits
     from ..data import load_data
     from ..fileio import atomic_write
     from ..quant import calibrate, prepare, quantize
 
     net = prepare(args.model, args.input_shape)
+    bits = resolve_bits(args.bits, net.layer_names)  # fail before the slow part
+    act_bits = resolve_bits(args.act_bits, net.layer_names) if args.act_bits else None
     x, _ = load_data(args.calib, net.input_shape, limit=args.num_calib)
     ranges = calibrate(net, x, method=args.method, percentile=args.percentile,
-                       backend=args.executor, progress=True)
-    qnet = quantize(net, args.bits, ranges, act_bits=args.act_bits)
+                       backend=args.executor, progress=show_progress())
+    qnet = quantize(net, bits, ranges, act_bits=act_bits)
     model = qnet.to_onnx()
     atomic_write(args.out, lambda f: f.write(model.SerializeToString()))
-    bits = qnet.weight_bits
+    bits = qnet.weight_bits  # as resolved above
     counts = {b: sum(1 for v in bits.values() if v == b) for b in sorted(set(bits.values()))}
     print(f"wrote {args.out}: {len(bits)} layers ("
           + ", ".join(f"{n} at {b} bits" for b, n in counts.items())

@@ -1,0 +1,71 @@
+"""ohq_pynq.mqe: mask-guided and exact sensitivity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import build_small_cnn
+from ohq_pynq.errors import ConfigError
+from ohq_pynq.mqe import mask_weights, sensitivity, spearman
+from ohq_pynq.quant import calibrate, prepare
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = prepare(build_small_cnn(batchnorm=True, seed=3))
+    x = np.random.default_rng(5).normal(size=(24, 1, 16, 16)).astype(np.float32)
+    return net, x, calibrate(net, x)
+
+
+def test_mask_weights_fraction_and_structure():
+    rng = np.random.default_rng(0)
+    w = np.ones((4, 6, 3, 3), np.int8)
+    m = mask_weights(w, 0.5, rng)
+    assert (m == 0).sum() == w.size // 2 and w.min() == 1  # input untouched
+    s = mask_weights(w, 0.5, rng, structured=True)
+    zero_cols = [c for c in range(6) if np.all(s[:, c] == 0)]
+    assert len(zero_cols) == 3 and (s == 0).sum() == 3 * 4 * 9
+    assert np.array_equal(mask_weights(w, 0.0, rng), w)
+
+
+def test_mqe_deterministic_and_positive(setup):
+    net, x, ranges = setup
+    a = sensitivity(net, x, ranges, seed=7, backend="numpy")
+    b = sensitivity(net, x, ranges, seed=7, backend="numpy")
+    assert a["layers"] == b["layers"]
+    assert set(a["layers"]) == set(net.layer_names)
+    assert all(v > 0 for v in a["layers"].values())
+    c = sensitivity(net, x, ranges, seed=8, backend="numpy")
+    assert c["layers"] != a["layers"]
+    assert a["estimator"] == "mqe" and a["alpha"] == 0.5 and a["images"] == 24
+
+
+def test_alpha_zero_gives_zero(setup):
+    net, x, ranges = setup
+    s = sensitivity(net, x, ranges, alpha=0.0, backend="numpy")
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in s["layers"].values())
+
+
+def test_backends_agree(setup):
+    net, x, ranges = setup
+    a = sensitivity(net, x, ranges, seed=1, backend="numpy")["layers"]
+    b = sensitivity(net, x, ranges, seed=1, backend="onnxruntime")["layers"]
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-6)
+
+
+def test_exact_estimator_and_rank_agreement(setup):
+    net, x, ranges = setup
+    exact = sensitivity(net, x, ranges, estimator="exact", backend="numpy")
+    assert exact["estimator"] == "exact" and all(v >= 0 for v in exact["layers"].values())
+    mqe = sensitivity(net, x, ranges, seed=0, backend="numpy")
+    rho = spearman(mqe["layers"], exact["layers"])
+    assert -1.0 <= rho <= 1.0
+
+
+@pytest.mark.parametrize("kw,match", [({"estimator": "hessian"}, "unknown"), ({"alpha": 1.5}, "alpha"),
+                                      ({"layers": ["nope"]}, "nope")])
+def test_bad_settings(setup, kw, match):
+    net, x, ranges = setup
+    with pytest.raises(ConfigError, match=match):
+        sensitivity(net, x, ranges, backend="numpy", **kw)

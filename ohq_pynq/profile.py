@@ -1,0 +1,227 @@
+"""``profile.json``: measured hardware cost of every layer at every candidate bit-width.
+
+Schema (version 1), written by OQA (:mod:`ohq_pynq.oqa`) and read by the ILP::
+
+    {"schema": 1,
+     "hardware": {...board, clock, cores...},
+     "placeholder": false,                 # true for the MAC/bytes estimate below
+     "layers": {name: {"4": {"cycles": median cycles, "cycles_spread": cycles or null,
+                             "seconds": s, "joules": J or null, "bytes": bytes moved,
+                             "weight_bytes": bytes of packed weights + bias}, "8": {...}}}}
+
+``joules`` is null on boards without power rails (PYNQ-Z2); :attr:`Profile.has_energy` is then
+False and an energy budget is a :class:`~ohq_pynq.errors.ConfigError` in the ILP. Unknown extra
+keys are kept on load and written back on save.
+
+:func:`placeholder_profile` is a FINN-style cycle estimate from MACs and bytes, for use until a
+board (or the simulator backend) has profiled the model; it is labelled ``"placeholder": true``
+and the ILP warns when it solves with it.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+from .fileio import read_json, write_json
+
+SCHEMA = 1
+
+_KNOWN_KEYS = ("cycles", "cycles_spread", "seconds", "joules", "bytes", "weight_bytes")
+
+
+@dataclass
+class BitCost:
+    """Cost of one layer at one bit-width: cycles, seconds, joules (None: no power rails), bytes."""
+
+    cycles: float                       # median core cycles, start to done
+    seconds: float                      # median seconds (cycles / PL clock)
+    joules: float | None                # median energy (J), None when the board has no power rails
+    bytes: int                          # bytes moved over the bus (weights + activations)
+    weight_bytes: int | None = None     # bytes of the packed weights + bias (model size)
+    cycles_spread: float | None = None  # spread of the repeats (cycles), None if not measured
+    extra: dict = field(default_factory=dict)  # any further keys of the file, kept verbatim
+
+    def to_json(self) -> dict:
+        out = {"cycles": self.cycles, "cycles_spread": self.cycles_spread, "seconds": self.seconds,
+               "joules": self.joules, "bytes": self.bytes}
+        if self.weight_bytes is not None:
+            out["weight_bytes"] = self.weight_bytes
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Profile:
+    """A loaded profile: ``layers[name][bits] -> BitCost`` in the file's (topological) layer order."""
+
+    hardware: dict
+    layers: dict[str, dict[int, BitCost]]
+    placeholder: bool = False
+    metadata: dict = field(default_factory=dict)   # other top-level keys, kept verbatim
+
+    @property
+    def has_energy(self) -> bool:
+        """True when every layer at every bit-width has a measured energy."""
+        return all(c.joules is not None for costs in self.layers.values() for c in costs.values())
+
+    @property
+    def has_weight_bytes(self) -> bool:
+        return all(c.weight_bytes is not None for costs in self.layers.values() for c in costs.values())
+
+    @property
+    def bits(self) -> tuple[int, ...]:
+        """Bit-widths profiled for every layer, ascending."""
+        common = None
+        for costs in self.layers.values():
+            common = set(costs) if common is None else common & set(costs)
+        return tuple(sorted(common or ()))
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, "hardware": self.hardware, "placeholder": self.placeholder,
+                **self.metadata,
+                "layers": {name: {str(b): c.to_json() for b, c in sorted(costs.items())}
+                           for name, costs in self.layers.items()}}
+
+
+def _number(value: Any, where: str, key: str, *, integer: bool = False, optional: bool = False):
+    if value is None and optional:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(value) and value >= 0 and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "a whole number" if integer else "a finite number"
+        null = " or null" if optional else ""
+        raise ConfigError(f"{where}: {key!r} must be {kind} >= 0{null}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def parse_profile(obj: Any, source: str = "profile") -> Profile:
+    """Validate a decoded ``profile.json`` object; any problem is one :class:`ConfigError`."""
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{source} must be a JSON object with 'schema', 'hardware' and 'layers'")
+    if obj.get("schema") != SCHEMA:
+        raise ConfigError(f"{source} has schema {obj.get('schema')!r}; this version reads schema {SCHEMA}")
+    hardware = obj.get("hardware", {})
+    if not isinstance(hardware, dict):
+        raise ConfigError(f"{source}: 'hardware' must be an object")
+    layers_obj = obj.get("layers")
+    if not isinstance(layers_obj, dict) or not layers_obj:
+        raise ConfigError(f"{source}: 'layers' must be a non-empty object of layer name -> bits -> cost")
+    layers: dict[str, dict[int, BitCost]] = {}
+    for name, per_bits in layers_obj.items():
+        if not isinstance(per_bits, dict) or not per_bits:
+            raise ConfigError(f"{source}: layer {name!r} must map bit-widths (e.g. \"4\", \"8\") to costs")
+        costs: dict[int, BitCost] = {}
+        for key, entry in per_bits.items():
+            if not (isinstance(key, str) and key.isdigit() and int(key) > 0):
+                raise ConfigError(f"{source}: layer {name!r} has bit-width key {key!r}, expected e.g. \"4\"")
+            where = f"{source}: layer {name!r} at {key} bits"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be an object with cycles, seconds, joules and bytes")
+            for req in ("cycles", "seconds", "bytes"):
+                if req not in entry:
+                    raise ConfigError(f"{where} is missing {req!r}")
+            costs[int(key)] = BitCost(
+                cycles=_number(entry["cycles"], where, "cycles"),
+                seconds=_number(entry["seconds"], where, "seconds"),
+                joules=_number(entry.get("joules"), where, "joules", optional=True),
+                bytes=_number(entry["bytes"], where, "bytes", integer=True),
+                weight_bytes=_number(entry.get("weight_bytes"), where, "weight_bytes",
+                                     integer=True, optional=True),
+                cycles_spread=_number(entry.get("cycles_spread"), where, "cycles_spread", optional=True),
+                extra={k: v for k, v in entry.items() if k not in _KNOWN_KEYS},
+            )
+        layers[str(name)] = dict(sorted(costs.items()))
+    placeholder = obj.get("placeholder", False)
+    if not isinstance(placeholder, bool):
+        raise ConfigError(f"{source}: 'placeholder' must be true or false")
+    metadata = {k: v for k, v in obj.items() if k not in ("schema", "hardware", "layers", "placeholder")}
+    return Profile(hardware=hardware, layers=layers, placeholder=placeholder, metadata=metadata)
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Read and validate ``profile.json``."""
+    return parse_profile(read_json(path, "profile"), f"profile {path}")
+
+
+def save_profile(path: str | os.PathLike, profile: Profile) -> None:
+    """Atomically write ``profile`` as ``profile.json``."""
+    write_json(path, profile.to_json())
+
+
+# Placeholder constants. They only set the *shape* of the cost (MAC- and byte-proportional, int4
+# doing two MACs per lane and moving half the bytes); measured profiles replace them.
+PLACEHOLDER_FCLK_HZ = 100e6          # Z-7020 PL clock (Hz)
+PLACEHOLDER_PE = 16                  # output-channel lanes
+PLACEHOLDER_SIMD = 16                # input-channel lanes at 8 bits
+PLACEHOLDER_BUS_BYTES = 8            # bytes per cycle on a 64-bit HP port
+PLACEHOLDER_STATIC_WATTS = 0.5       # PL static + clocking (W), rough
+PLACEHOLDER_JOULES_PER_MAC8 = 1e-12  # 8x8-bit MAC on DSP/LUT fabric (J), rough; scales with bits^2
+PLACEHOLDER_JOULES_PER_BYTE = 1e-10  # DDR access (J/byte), rough
+
+
+def _layers_of(network) -> list:
+    layers = getattr(network, "layers", network)
+    return list(layers)
+
+
+def placeholder_cost(layer, bits: int, *, fclk_hz: float = PLACEHOLDER_FCLK_HZ, pe: int = PLACEHOLDER_PE,
+                     simd: int = PLACEHOLDER_SIMD, bus_bytes_per_cycle: int = PLACEHOLDER_BUS_BYTES,
+                     with_energy: bool = True) -> BitCost:
+    """Estimated cost of ``layer`` (an :class:`ohq_pynq.graph.Layer`) at ``bits``.
+
+    cycles = max(compute, memory): compute = groups·OH·OW·⌈K²·(Cin/g)/(SIMD·p)⌉·⌈(Cout/g)/PE⌉ with
+    p = max(1, 8 // bits) MACs packed per lane; memory = bytes / bus bytes-per-cycle, where bytes =
+    packed weights + bias + input and output activations at ``bits``.
+    """
+    g = max(1, int(layer.groups))
+    kh, kw = layer.kernel
+    oh, ow = layer.out_hw
+    ih, iw = layer.in_hw
+    packing = max(1, 8 // int(bits))
+    per_group = math.ceil(kh * kw * (layer.cin // g) / (simd * packing)) * math.ceil((layer.cout // g) / pe)
+    compute = g * oh * ow * per_group
+    weight_bytes = int(layer.weight_bytes(bits))
+    act_bytes = math.ceil(ih * iw * layer.cin * bits / 8) + math.ceil(oh * ow * layer.cout * bits / 8)
+    moved = weight_bytes + act_bytes
+    cycles = float(max(compute, math.ceil(moved / bus_bytes_per_cycle)))
+    seconds = cycles / fclk_hz
+    joules = None
+    if with_energy:
+        joules = (PLACEHOLDER_STATIC_WATTS * seconds
+                  + PLACEHOLDER_JOULES_PER_MAC8 * (bits / 8) ** 2 * layer.macs
+                  + PLACEHOLDER_JOULES_PER_BYTE * moved)
+    return BitCost(cycles=cycles, seconds=seconds, joules=joules, bytes=moved,
+                   weight_bytes=weight_bytes, cycles_spread=0.0)
+
+
+def placeholder_profile(network, bits: Iterable[int] = (4, 8), *, fclk_hz: float = PLACEHOLDER_FCLK_HZ,
+                        pe: int = PLACEHOLDER_PE, simd: int = PLACEHOLDER_SIMD,
+                        bus_bytes_per_cycle: int = PLACEHOLDER_BUS_BYTES,
+                        with_energy: bool = True) -> Profile:
+    """A MAC/bytes-proportional profile of ``network`` (a Network or a list of Layers), labelled as
+    a placeholder. ``with_energy=False`` mimics a board without power rails (joules null)."""
+    bits = sorted({int(b) for b in bits})
+    layers = _layers_of(network)
+    if not layers:
+        raise ConfigError("cannot build a placeholder profile: the network has no quantizable layers")
+    hardware = {"board": "placeholder", "fclk_hz": fclk_hz, "pe": pe, "simd": simd,
+                "bus_bytes_per_cycle": bus_bytes_per_cycle,
+                "note": "MAC/bytes-proportional estimate, not a measurement"}
+    out = {layer.name: {b: placeholder_cost(layer, b, fclk_hz=fclk_hz, pe=pe, simd=simd,
+                                            bus_bytes_per_cycle=bus_bytes_per_cycle,
+                                            with_energy=with_energy) for b in bits}
+           for layer in layers}
+    return Profile(hardware=hardware, layers=out, placeholder=True)
+
+
+def profile_from_mapping(layers: Mapping[str, Mapping[int, Mapping[str, Any]]], hardware: dict | None = None,
+                         placeholder: bool = False) -> Profile:
+    """Build a validated Profile from ``{name: {bits: {cycles, seconds, joules, bytes, ...}}}``."""
+    obj = {"schema": SCHEMA, "hardware": hardware or {}, "placeholder": placeholder,
+           "layers": {n: {str(b): dict(c) for b, c in per.items()} for n, per in layers.items()}}
+    return parse_profile(obj, "profile")

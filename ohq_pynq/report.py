@@ -1,0 +1,175 @@
+"""``report.html``: one self-contained page (images embedded) describing a pipeline run.
+
+Input is the run summary the pipeline writes as ``summary.json`` (see
+:func:`ohq_pynq.pipeline.run`): settings, hardware, per-layer rows, totals, fidelity and the
+Pareto frontier. Plots are drawn with matplotlib's Agg canvas (no display needed) and also saved
+as PNG files beside the report.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+from .fileio import atomic_write
+
+PLOTS = ("pareto.png", "layers.png", "latency.png")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_layers(summary: dict, path: str | os.PathLike) -> str:
+    """Per-layer bars: chosen bits, sensitivity, and profiled latency (and energy) at 4 and 8 bits."""
+    rows = summary["layers"]
+    names = [r["name"] for r in rows]
+    idx = list(range(len(rows)))
+    has_energy = any(r.get("joules", {}).get("8") is not None for r in rows)
+    panels = 4 if has_energy else 3
+    fig = _figure(max(7.0, 0.28 * len(rows) + 3), 2.2 * panels)
+    axes = fig.subplots(panels, 1, sharex=True)
+    colors = ["tab:orange" if r["bits"] == 4 else "tab:blue" for r in rows]
+    axes[0].bar(idx, [r["bits"] for r in rows], color=colors)
+    axes[0].set_ylabel("bits")
+    axes[0].set_yticks([4, 8])
+    axes[1].bar(idx, [r.get("sensitivity", 0.0) for r in rows], color=colors)
+    axes[1].set_ylabel("sensitivity (KL)")
+    w = 0.4
+    for k, (bits, color) in enumerate((("8", "tab:blue"), ("4", "tab:orange"))):
+        axes[2].bar([i + (k - 0.5) * w for i in idx], [1e3 * r["seconds"][bits] for r in rows], w,
+                    color=color, label=f"int{bits}")
+    axes[2].set_ylabel("latency (ms)")
+    axes[2].legend(fontsize=7)
+    if has_energy:
+        for k, (bits, color) in enumerate((("8", "tab:blue"), ("4", "tab:orange"))):
+            axes[3].bar([i + (k - 0.5) * w for i in idx], [1e3 * (r["joules"][bits] or 0) for r in rows],
+                        w, color=color, label=f"int{bits}")
+        axes[3].set_ylabel("energy (mJ)")
+    axes[-1].set_xticks(idx)
+    axes[-1].set_xticklabels(names, rotation=75, ha="right", fontsize=6)
+    for ax in axes:
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("per layer: chosen bits (orange = int4), sensitivity and measured cost", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), format="png")
+    return os.fspath(path)
+
+
+def plot_latency(summary: dict, path: str | os.PathLike) -> str:
+    """Predicted (profile) vs measured (deployment) latency per layer, and the identity line."""
+    rows = [r for r in summary["layers"] if r.get("measured_seconds") is not None]
+    fig = _figure(5.2, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    if rows:
+        p = [1e3 * r["predicted_seconds"] for r in rows]
+        m = [1e3 * r["measured_seconds"] for r in rows]
+        ax.plot(p, m, "o", ms=4, color="tab:green")
+        hi = max(p + m) * 1.05
+        ax.plot([0, hi], [0, hi], ":", color="grey")
+        ax.set_xlim(0, hi)
+        ax.set_ylim(0, hi)
+    ax.set_xlabel("predicted by the profile (ms)")
+    ax.set_ylabel("measured in deployment (ms)")
+    ax.set_title("closed loop: per-layer latency", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), format="png")
+    return os.fspath(path)
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"<p class='note'>({html.escape(alt)}: not available)</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if unit == "ms":
+            return f"{1e3 * v:.3f} ms"
+        if unit == "mJ":
+            return f"{1e3 * v:.3f} mJ"
+        if unit == "%":
+            return f"{100 * v:.2f} %"
+        return f"{v:.4g}"
+    if isinstance(v, int) and unit == "B":
+        return f"{v:,} B"
+    return html.escape(str(v))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render(summary: dict, out_dir: str | os.PathLike) -> Path:
+    """Draw the plots into ``out_dir`` and write ``out_dir/report.html``; returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_layers(summary, out / "layers.png")
+    plot_latency(summary, out / "latency.png")
+    t = summary["totals"]
+    fid = summary.get("fidelity", {})
+    totals_rows = []
+    for key, label in (("chosen", "chosen (mixed)"), ("int8", "all int8"), ("int4", "all int4")):
+        row = t.get(key) or {}
+        totals_rows.append([label, _fmt(row.get("seconds"), "ms"), _fmt(row.get("joules"), "mJ"),
+                            _fmt(row.get("bytes"), "B"), _fmt(row.get("sensitivity"))])
+    layer_rows = [[html.escape(r["name"]), html.escape(r.get("op", "")), str(r["bits"]),
+                   _fmt(r.get("sensitivity")), _fmt(r["seconds"]["8"], "ms"), _fmt(r["seconds"]["4"], "ms"),
+                   _fmt(r.get("predicted_seconds"), "ms"), _fmt(r.get("measured_seconds"), "ms")]
+                  for r in summary["layers"]]
+    settings = _table(["setting", "value"], [[html.escape(k), html.escape(str(v))]
+                                             for k, v in summary.get("settings", {}).items()])
+    hardware = _table(["hardware", "value"], [[html.escape(k), html.escape(str(v))]
+                                              for k, v in summary.get("hardware", {}).items()])
+    fidelity = _table(["fidelity", "value"], [[html.escape(k), _fmt(v, "%") if k != "kl" else _fmt(v)]
+                                              for k, v in fid.items()])
+    measured = t.get("measured_seconds")
+    headline = (f"latency {_fmt(t['chosen'].get('seconds'), 'ms')} predicted"
+                + (f", {_fmt(measured, 'ms')} measured" if measured is not None else "")
+                + f" vs {_fmt(t['int8'].get('seconds'), 'ms')} all-int8"
+                + (f" ({100 * (1 - t['chosen']['seconds'] / t['int8']['seconds']):.1f} % less)"
+                   if t["int8"].get("seconds") else ""))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ohq-pynq report: {html.escape(summary.get('model', ''))}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; border-bottom: 1px solid #ccc; margin-top: 1.6em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }}
+td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
+.note {{ color: #777; }} .grid {{ display: flex; gap: 2em; flex-wrap: wrap; }}
+</style></head><body>
+<h1>ohq-pynq: {html.escape(summary.get('model', ''))}</h1>
+<p>{headline}. Backend: {html.escape(str(summary.get('hardware', {}).get('backend', '')))},
+board {html.escape(str(summary.get('hardware', {}).get('board', '')))}.</p>
+<h2>Totals</h2>
+{_table(["configuration", "latency", "energy", "weights", "total sensitivity"], totals_rows)}
+{fidelity}
+<h2>Pareto frontier</h2>
+{_img(out / "pareto.png", "Pareto frontier")}
+<h2>Per layer</h2>
+{_img(out / "layers.png", "per-layer bars")}
+{_table(["layer", "op", "bits", "sensitivity", "int8 latency", "int4 latency", "predicted", "measured"], layer_rows)}
+<h2>Predicted vs measured</h2>
+{_img(out / "latency.png", "predicted vs measured latency")}
+<h2>Run</h2>
+<div class="grid">{settings}{hardware}</div>
+</body></html>
+"""
+    path = out / "report.html"
+    atomic_write(path, lambda f: f.write(page), mode="w")
+    return path

@@ -31,8 +31,12 @@ setup(
         ],
     },
     install_requires=[
-        "numpy>=1.21",
+        # pynq 4.0 pins numpy<2; stating it here keeps pip from backtracking into old pynq releases.
+        "numpy>=1.21,<2",
         "onnx>=1.16",
+        # pynq 4.0 pins grpcio-tools 1.64, which needs protobuf<6; newest onnx would pull 7.x and
+        # send pip backtracking into pynq 3.1 sdists that depend on a git URL (an install error).
+        "protobuf>=3.20.2,<6",
         f"onnxruntime>=1.17; {NOT_ARMV7}",
         "scipy>=1.8",
         f"cvxopt>=1.3; {NOT_ARMV7}",

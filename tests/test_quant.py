@@ -101,8 +101,25 @@ def test_qdq_export_types_and_opset(net, ranges):
     assert types["fc.input_zero_point"] == T.INT4       # signed
     assert types["conv1.input_zero_point"] == T.INT8
     assert types["dw.bias_q"] == T.INT32
-    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
-    assert len(q_nodes) == 5
+    q_nodes = {n.name for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert {n for n in q_nodes if n.endswith("/QuantizeInput")} == {f"{l}/QuantizeInput" for l in bits}
+    # float-out edges only where the output does not go straight into one other layer
+    assert {n for n in q_nodes if n.endswith("/QuantizeOutput")} == {
+        "pw/QuantizeOutput", "se_fc/QuantizeOutput", "fc/QuantizeOutput"}
+    assert types["pw.output_zero_point"] == T.INT8
+    assert model.graph.output[0].name == "logits"
+
+
+def test_output_edges(net):
+    from ohq_pynq.quant import calibration_tensors, output_edges
+    edges = output_edges(net)
+    assert edges["conv1"].relu_node is not None and edges["conv1"].direct_to == "dw"
+    assert edges["dw"].direct_to == "pw"
+    assert edges["pw"].relu_node is None and edges["pw"].direct_to is None   # HardSwish on the ARM
+    assert edges["fc"].tensor == "logits" and edges["fc"].direct_to is None
+    tensors = calibration_tensors(net)
+    assert {"logits", edges["pw"].tensor, edges["se_fc"].tensor} <= set(tensors)
+    assert set(tensors) == {l.input for l in net.layers} | {"logits", edges["pw"].tensor, edges["se_fc"].tensor}
 
 
 def test_mixed_config_file_and_errors(net, ranges, tmp_path):

@@ -16,9 +16,10 @@ def add_arguments(p) -> None:
                    help="calibration images: .npz with x (N,C,H,W) or a folder of images")
     p.add_argument("--num-calib", type=int, default=256, metavar="N",
                    help="use at most N calibration images (default 256)")
-    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax",
-                   help="activation range: max |x| or a percentile of |x|")
-    p.add_argument("--percentile", type=float, default=99.99)
+    p.add_argument("--method", choices=("minmax", "percentile"), default="percentile",
+                   help="activation range: a percentile of |x| (default) or max |x|")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="percentile of |x| mapped to the largest code (default 99.99)")
     p.add_argument("--out", required=True, help="output QDQ .onnx path")
     add_backend_argument(p)
 

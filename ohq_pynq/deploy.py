@@ -1,0 +1,178 @@
+"""Integer deployment: run a mixed-precision network with every conv/FC on the accelerator.
+
+Each quantizable layer runs on the core of its bit-width (int4 layers on the int4 core, int8 on
+the int8 core) with integer inputs, weights and requantization; everything else (residual Add,
+pooling, SE gating, HardSwish, Flatten, ...) runs on the ARM in numpy, one image at a time.
+
+Requantization in the core (:class:`~ohq_pynq.hw.accelerator.Requant`):
+
+* *direct*: when a layer's output (after a ReLU that is fused into the core) feeds exactly one
+  other quantizable layer and nothing else, the core writes it straight in that layer's input
+  format (its scale, bits and signedness): ``mult/2^shift ≈ s_x·s_w,c / s_next``. The integers
+  go to the next core untouched — the ARM never sees floats on that edge.
+* *float out*: otherwise the core writes int8 (uint8 after a fused ReLU) at the scale of the
+  output tensor's calibrated range, and the ARM dequantizes it for the float ops that follow.
+
+The result equals the QDQ model (:meth:`~ohq_pynq.quant.QuantizedNetwork.to_onnx`) up to the
+core's fixed-point rounding and the int8 output rounding on float-out edges; :func:`verify`
+measures the agreement.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+from .graph import Layer
+from .hw.accelerator import Measurement, Requant
+from .quant import OUT_BITS, QuantizedNetwork
+
+
+@dataclass
+class LayerPlan:
+    """How one layer runs: its core, requantization and where its integer output goes."""
+
+    layer: Layer
+    bits: int
+    w_q: np.ndarray                  # (Cout, Cin/groups, K, K) int8 codes
+    relu_node: str | None            # ReLU node fused into the core (skipped on the ARM)
+    output: str                      # tensor the layer (with fused ReLU) produces
+    direct_to: str | None            # consumer layer that takes the integers as they are
+    out_scale: float | None          # float-out: float per integer step of the output
+    requant: Requant
+
+
+@dataclass
+class LayerCost:
+    """Accumulated accelerator cost of one layer over the images run (cycles, s, J, bytes)."""
+
+    cycles: int = 0
+    seconds: float = 0.0
+    joules: float | None = 0.0
+    bytes: int = 0
+    runs: int = 0
+
+    def add(self, m: Measurement) -> None:
+        self.cycles += m.cycles
+        self.seconds += m.seconds
+        self.bytes += m.bytes
+        self.runs += 1
+        self.joules = None if (self.joules is None or m.joules is None) else self.joules + m.joules
+
+
+@dataclass
+class DeployStats:
+    """What a deployment run measured: per-layer accelerator cost and host (ARM) time."""
+
+    images: int = 0
+    layers: dict[str, LayerCost] = field(default_factory=dict)
+    host_seconds: float = 0.0        # wall time of the whole run on the host (s)
+
+    def per_image(self) -> dict:
+        n = max(1, self.images)
+        joules = [c.joules for c in self.layers.values()]
+        return {
+            "images": self.images,
+            "accelerator_seconds": sum(c.seconds for c in self.layers.values()) / n,
+            "joules": None if any(j is None for j in joules) else sum(joules) / n,
+            "host_seconds": self.host_seconds / n,
+            "layers": {k: {"seconds": c.seconds / n, "cycles": c.cycles / n,
+                           "joules": None if c.joules is None else c.joules / n, "bytes": c.bytes / n}
+                       for k, c in self.layers.items()},
+        }
+
+
+class Deployment:
+    """A quantized network bound to an accelerator; :meth:`run` executes images on it."""
+
+    def __init__(self, qnet: QuantizedNetwork, accelerator):
+        from .engine import Engine
+
+        self.qnet = qnet
+        self.accelerator = accelerator
+        self.engine = Engine(qnet.network.model)
+        self.plans = {layer.name: self._plan(layer) for layer in qnet.network.layers}
+        self._by_output = {p.layer.output: p for p in self.plans.values()}
+        self._skip = {p.relu_node for p in self.plans.values() if p.relu_node}
+
+    def _plan(self, layer: Layer) -> LayerPlan:
+        lq = self.qnet.layers[layer.name]
+        edge = lq.edge
+        if edge.direct_to is not None:
+            nxt = self.qnet.layers[edge.direct_to]
+            out_bits, out_signed = nxt.act_bits, nxt.act_signed
+        else:
+            out_bits, out_signed = OUT_BITS, lq.out_signed
+        requant = Requant(bias=lq.bias_q.astype(np.int64), mult=lq.mult, shift=lq.shift,
+                          relu=edge.relu_node is not None, out_bits=out_bits,
+                          out_signed=out_signed, in_signed=lq.act_signed)
+        return LayerPlan(layer, lq.weight_bits, lq.weight_q, edge.relu_node, edge.tensor,
+                         edge.direct_to, lq.out_scale, requant)
+
+    # -- execution --------------------------------------------------------------------------
+    def run(self, x: np.ndarray, progress: bool = False) -> tuple[np.ndarray, DeployStats]:
+        """Logits for images ``x`` (N, C, H, W), computed image by image on the accelerator."""
+        stats = DeployStats(layers={n: LayerCost() for n in self.plans})
+        out_name = self.engine.output_names[0]
+        outs = []
+        it = range(len(x))
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc="deploy", unit="img", leave=False)
+        t0 = time.perf_counter()
+        for i in it:
+            outs.append(self._run_image(x[i:i + 1], stats)[out_name].reshape(-1))
+        stats.images = len(x)
+        stats.host_seconds = time.perf_counter() - t0
+        return np.stack(outs), stats
+
+    def _run_image(self, x1: np.ndarray, stats: DeployStats) -> dict:
+        consts = self.engine.consts
+        live: dict[str, np.ndarray] = {self.engine.input_name: x1.astype(np.float32)}
+        ints: dict[str, np.ndarray] = {}
+        for nd in self.engine.nodes:
+            if nd.name in self._skip:
+                continue
+            plan = self._by_output.get(nd.outputs[0])
+            if plan is not None and nd.op == plan.layer.op:
+                self._run_layer(plan, live, ints, stats)
+                continue
+            ins = [None if not i else (live[i] if i in live else consts[i]) for i in nd.inputs]
+            outs = nd.spec.forward(nd, ins, False)[0]
+            for o, v in zip(nd.outputs, outs):
+                if o:
+                    live[o] = v
+        return live
+
+    def _run_layer(self, p: LayerPlan, live, ints, stats) -> None:
+        layer, lq = p.layer, self.qnet.layers[p.layer.name]
+        if layer.input in ints:
+            x_q = ints.pop(layer.input)
+        else:
+            x = live[layer.input]
+            if layer.op != "Conv":
+                if x.ndim != 2:
+                    raise ConfigError(f"layer {layer.name!r}: deployment runs {layer.op} on 2-D "
+                                      f"inputs only, got shape {x.shape}")
+                x = x.reshape(1, layer.cin, 1, 1)
+            qmin, qmax = lq.act_qrange
+            x_q = np.clip(np.rint(x[0] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int64)
+            x_q = x_q.transpose(1, 2, 0)                       # CHW -> HWC, as the core streams
+        y, m = self.accelerator.run_layer(layer, p.bits, x_q, p.w_q, p.requant)
+        stats.layers[layer.name].add(m)
+        if p.direct_to is not None:
+            ints[p.output] = y
+            return
+        y = (y.astype(np.float32) * np.float32(p.out_scale)).transpose(2, 0, 1)[None]
+        live[p.output] = y if layer.op == "Conv" else y.reshape(1, layer.cout)
+
+
+def verify(deployed_logits: np.ndarray, qdq_logits: np.ndarray, y: np.ndarray | None = None) -> dict:
+    """Agreement of the integer deployment with the QDQ model (and accuracy when labels exist)."""
+    from .quant import compare
+
+    out = compare(deployed_logits, y, qdq_logits)
+    return {"images": out["images"], "top1_agreement_vs_qdq": out["top1_agreement"],
+            "kl_vs_qdq": out["kl"], **({"accuracy": out["accuracy"]} if "accuracy" in out else {})}

@@ -15,11 +15,14 @@ from ..errors import OhqError
 
 # Subcommand name -> module in this package, in the order ``--help`` lists them.
 COMMANDS = {
-    "inspect": "inspect_cmd",
-    "quantize": "quantize_cmd",
-    "evaluate": "evaluate_cmd",
+    "run": "run_cmd",
+    "distill": "distill_cmd",
+    "profile": "profile_cmd",
     "sensitivity": "sensitivity_cmd",
     "solve": "solve_cmd",
+    "quantize": "quantize_cmd",
+    "evaluate": "evaluate_cmd",
+    "inspect": "inspect_cmd",
 }
 
 

@@ -1,0 +1,105 @@
+"""``run [MODEL]``: the whole OHQ job — distil, profile, sensitivity, solve, deploy, verify."""
+from __future__ import annotations
+
+from .common import add_backend_argument, format_table, print_json, show_progress
+
+HELP = "the main job: distil -> profile -> sensitivity -> solve -> deploy -> verify, with a report"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", nargs="?",
+                   help="ONNX model (default: the bundled digits ResNet on the simulator)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="fix a dynamic input shape, e.g. 3,224,224")
+    p.add_argument("--backend", choices=("sim", "pynq"), default="sim",
+                   help="sim: cycle-true simulator of the cores (default); pynq: the overlay on this board")
+    p.add_argument("--board", help="board profile: pynq-z2, ultra96v2, zcu104, kv260 "
+                                   "(default: simulator pynq-z2 / detected on a board)")
+    p.add_argument("--calib", metavar="DATA", help="calibration images instead of distilled data "
+                                                   "(required for BN-folded models)")
+    p.add_argument("--eval-data", metavar="DATA", help="images (+labels) for the final check "
+                                                       "(default: bundled test set / the calibration data)")
+    p.add_argument("--eval-images", type=int, default=500, metavar="N",
+                   help="images run through the integer deployment (default 500)")
+    p.add_argument("--num", type=int, default=32, metavar="N", help="distilled images (default 32)")
+    p.add_argument("--iters", type=int, metavar="N", help="distillation iterations (default 100)")
+    for metric, default, example in (("latency", "0.75", "2.5ms"), ("size", None, "1.2MB"),
+                                      ("energy", None, "30mJ")):
+        p.add_argument(f"--{metric}-budget", default=default, metavar="B",
+                       help=f"{metric} budget: fraction of all-int8 (0.75, 75%%) or absolute ({example})"
+                            + (f"; default {default}" if default else ""))
+    p.add_argument("--no-latency-budget", action="store_true", help="drop the default latency budget")
+    p.add_argument("--beta", type=float, default=0.5, help="weight of sensitivity (default 0.5)")
+    p.add_argument("--gamma", type=float, default=0.5, help="weight of hardware cost (default 0.5)")
+    p.add_argument("--hw-metric", default="latency", help="hardware cost: latency, energy or a share 0..1")
+    p.add_argument("--estimator", choices=("mqe", "exact"), default="mqe")
+    p.add_argument("--repeats", type=int, default=5, help="OQA repeats per layer x bits (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="ohq-run", metavar="DIR", help="artefact folder (default ohq-run)")
+    p.add_argument("--force", action="store_true", help="recompute every stage")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_backend_argument(p)
+
+
+def settings_from_args(args):
+    from ..pipeline import Settings
+
+    return Settings(model=args.model, out=args.out, backend=args.backend, board=args.board,
+                    calib=args.calib, eval_data=args.eval_data, input_shape=args.input_shape,
+                    num_images=args.num, distill_iters=args.iters,
+                    latency_budget=None if args.no_latency_budget else args.latency_budget,
+                    size_budget=args.size_budget, energy_budget=args.energy_budget,
+                    beta=args.beta, gamma=args.gamma, hw_metric=args.hw_metric,
+                    estimator=args.estimator, repeats=args.repeats, eval_images=args.eval_images,
+                    seed=args.seed, executor=args.executor, force=args.force,
+                    progress=show_progress() and not args.json)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..pipeline import run as run_pipeline
+
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    summary = run_pipeline(settings_from_args(args), log=log)
+    if args.json:
+        print_json(summary)
+    else:
+        print(summary_text(summary))
+    return 0
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{1e3 * v:.4f}"
+
+
+def _mj(v) -> str:
+    return "-" if v is None else f"{1e3 * v:.4f}"
+
+
+def summary_text(summary: dict) -> str:
+    """The terminal table: per layer, totals vs all-int8/all-int4, size and fidelity."""
+    rows = [[r["name"], r["bits"], f"{r['sensitivity']:.4g}", _ms(r["predicted_seconds"]),
+             _ms(r["measured_seconds"]), _mj(r["predicted_joules"]), _mj(r["measured_joules"])]
+            for r in summary["layers"]]
+    lines = [format_table(["layer", "bits", "sensitivity", "pred ms", "meas ms", "pred mJ", "meas mJ"],
+                          rows, align="lrrrrrr"), ""]
+    t = summary["totals"]
+    tot = [["chosen", _ms(t["chosen"]["seconds"]), _ms(t["measured_seconds"]), _mj(t["chosen"]["joules"]),
+            _mj(t["measured_joules"]), f"{t['chosen']['bytes']:,.0f}"],
+           ["all int8", _ms(t["int8"]["seconds"]), "", _mj(t["int8"]["joules"]), "", f"{t['int8']['bytes']:,.0f}"],
+           ["all int4", _ms(t["int4"]["seconds"]), "", _mj(t["int4"]["joules"]), "", f"{t['int4']['bytes']:,.0f}"]]
+    lines.append(format_table(["total", "pred ms", "meas ms", "pred mJ", "meas mJ", "weight bytes"], tot,
+                              align="lrrrrr"))
+    v = t.get("vs_all_int8") or {}
+    f = summary["fidelity"]
+    parts = [f"latency {100 * (1 - v['latency']):.1f} % below all-int8" if v.get("latency") else None,
+             f"size {100 * v['size']:.1f} % of all-int8" if v.get("size") else None,
+             f"top-1 agreement with fp32 {100 * f['top1_agreement_vs_fp32']:.2f} %",
+             f"KL {f['kl']:.4g}",
+             f"with the QDQ model {100 * f['top1_agreement_vs_qdq']:.2f} %"]
+    if "accuracy" in f:
+        parts.append(f"accuracy {100 * f['accuracy']:.2f} % (fp32 {100 * f['accuracy_fp32']:.2f} %, "
+                     f"int8 {100 * f['accuracy_int8']:.2f} %)")
+    lines.append("")
+    lines.append("; ".join(p for p in parts if p) + f" on {summary['eval_images']} images")
+    return "\n".join(lines)

@@ -1,0 +1,343 @@
+"""PYNQ backend: the ohq overlay's int4/int8 conv cores on a real board.
+
+``pynq`` is imported lazily (only when an :class:`OverlayAccelerator` is built), so this module
+imports anywhere; tests pass ``pynq_module=ohq_pynq.hw.fake_pynq`` to run the driver end to end
+against a register-level fake whose device model is the simulator core.
+
+Per run of the core (a layer is split into runs by :mod:`.tiling` when it exceeds the memories):
+
+1. write the layer's configuration registers by name (``regmap``);
+2. pack params, weights and activations exactly as the RTL expects (``core_model.pack_input``)
+   into a ``pynq.allocate`` buffer and ``flush()`` it;
+3. arm the output DMA channel (S2MM) into a second buffer, set ``ap_start``, stream the input
+   with the MM2S channel (in chunks if the DMA's length register is narrower than the stream);
+4. poll ``ap_done`` with a timeout (:class:`HardwareError` when it never comes), wait for both DMA
+   channels (with the same deadline), ``invalidate()`` the output buffer and unpack it;
+5. read the 64-bit CYCLES / IN_STALL / OUT_STALL / MAC_ACTIVE counters (lo, hi) and check
+   ``IN_BEATS`` against the stream length the driver computed.
+
+Overlay conventions (as ``vivado/tcl/build_overlay.tcl`` builds it): each core's IP has the VLNV
+:data:`VLNV` (cells ``ohq_int4``, ``ohq_int8``); its AXI DMA has ``int<bits>`` in its name
+(``dma_int4``, ``dma_int8``) — or, failing that, the core's name with ``conv`` replaced by
+``dma``, or the only DMA; the core's BITS register, not its name, decides which width it is.
+The bitstream is ``overlays/<board>/ohq.bit`` with ``ohq.hwh`` beside it. The DMA length
+register is 26 bits wide (64 MiB transfers); longer input streams are sent in chunks.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, HardwareError
+from . import core_model as cm
+from . import regmap as rm
+from .accelerator import HardwareInfo, Measurement, Requant, check_inputs, conv_layer
+from .boards import Board, detect_board_name, get_board
+from .tiling import plan_layer, run_plan
+
+VLNV = "ohq-pynq:ohq:ohq_conv:1.0"   # vendor:library:name:version of the packaged core
+DMA_VLNV_PREFIX = "xilinx.com:ip:axi_dma:"
+DEFAULT_TIMEOUT = 5.0                # seconds per run of the core
+OVERLAY_DIRS = (Path(__file__).resolve().parents[2] / "overlays",
+                Path(__file__).resolve().parents[1] / "overlays")
+
+_DRIVER = None
+
+
+def _import_pynq():
+    try:
+        import pynq
+    except ImportError as err:
+        raise HardwareError(f"the pynq backend needs the pynq package ({err}); use --backend sim "
+                            "off the board.") from None
+    return pynq
+
+
+def driver_class(pynq=None):
+    """The ``DefaultIP`` driver bound to :data:`VLNV` (created and registered on first call)."""
+    global _DRIVER
+    pynq = pynq or _import_pynq()
+    if _DRIVER is not None and issubclass(_DRIVER, pynq.DefaultIP):
+        return _DRIVER
+
+    class OhqConvIP(pynq.DefaultIP):
+        """ohq_conv core: named register access on top of ``DefaultIP.read/write``."""
+
+        bindto = [VLNV]
+
+        def __init__(self, description):
+            super().__init__(description=description)
+
+        def read_reg(self, name: str) -> int:
+            return int(self.read(rm.offset(name)))
+
+        def write_reg(self, name: str, value: int) -> None:
+            self.write(rm.offset(name), int(value))
+
+    _DRIVER = OhqConvIP
+    return OhqConvIP
+
+
+class CoreDriver:
+    """Register-level driver of one core: ``ip`` is anything with ``read(offset)`` and
+    ``write(offset, value)`` (a ``DefaultIP``), ``dma`` an AXI DMA with send/recv channels."""
+
+    def __init__(self, name: str, ip, dma, pynq, timeout: float = DEFAULT_TIMEOUT):
+        self.name, self.ip, self.dma, self.pynq, self.timeout = name, ip, dma, pynq, timeout
+        magic = self.read("MAGIC")
+        if magic != rm.MAGIC:
+            raise HardwareError(f"IP {name} answers MAGIC 0x{magic:08X}, not the ohq_conv core's "
+                                f"0x{rm.MAGIC:08X}; is the right bitstream loaded?")
+        version = self.read("VERSION")
+        if version >> 16 != rm.VERSION >> 16:
+            raise HardwareError(f"IP {name} has register map {version >> 16}.{version & 0xFFFF}, "
+                                f"this driver speaks {rm.VERSION >> 16}.x; update ohq-pynq or the overlay.")
+        self.core = cm.CoreConfig.from_registers(self.read)
+        self._buffers: dict[tuple[str, int], object] = {}
+
+    # -- registers -----------------------------------------------------------------------
+    def read(self, name: str) -> int:
+        return int(self.ip.read(rm.offset(name))) & 0xFFFFFFFF
+
+    def write(self, name: str, value: int) -> None:
+        self.ip.write(rm.offset(name), int(value) & 0xFFFFFFFF)
+
+    def counter(self, name: str) -> int:
+        """A 64-bit counter (lo then hi; counters are frozen after done, so no tearing)."""
+        return self.read(name + "_LO") | (self.read(name + "_HI") << 32)
+
+    def counters(self) -> dict[str, int]:
+        return {c: self.counter(c) for c in rm.COUNTERS}
+
+    # -- buffers -------------------------------------------------------------------------
+    def _buffer(self, kind: str, nbytes: int):
+        key = (kind, nbytes)
+        buf = self._buffers.get(key)
+        if buf is None:
+            try:
+                buf = self.pynq.allocate(shape=(nbytes,), dtype=np.uint8)
+            except Exception as err:  # pynq raises RuntimeError / MemoryError variously
+                raise HardwareError(f"cannot allocate a {nbytes}-byte DMA buffer: {err}") from None
+            self._buffers[key] = buf
+        return buf
+
+    def free(self) -> None:
+        for buf in self._buffers.values():
+            for meth in ("freebuffer", "close"):
+                if hasattr(buf, meth):
+                    try:
+                        getattr(buf, meth)()
+                    except Exception:
+                        pass
+                    break
+        self._buffers.clear()
+
+    # -- one run -------------------------------------------------------------------------
+    def _wait(self, what: str, ready, deadline: float) -> None:
+        while not ready():
+            if time.monotonic() > deadline:
+                raise HardwareError(f"core {self.name}: {what} did not happen within "
+                                    f"{self.timeout:g} s; the overlay may need a reload.")
+            time.sleep(0)
+
+    def _channel_ready(self, ch):
+        def ready():
+            if getattr(ch, "error", False):
+                raise HardwareError(f"core {self.name}: the AXI DMA reported an error.")
+            return bool(ch.idle)
+        return ready
+
+    def execute(self, layer: cm.ConvLayer, stream: np.ndarray, decode: bool = True):
+        """Run ``layer`` on an already packed input ``stream`` (uint8). Returns (outputs or None,
+        counters + bytes in/out)."""
+        core = self.core
+        geo = cm.geometry(layer, core)
+        n_in, n_out = stream.size, geo.out_beats * core.bus_bytes
+        ibuf, obuf = self._buffer("in", n_in), self._buffer("out", n_out)
+        ibuf[:] = stream
+        ibuf.flush()
+        for name, value in layer.registers().items():
+            self.write(name, value)
+        send, recv = self.dma.sendchannel, self.dma.recvchannel
+        max_len = int(getattr(send, "_max_size", 0) or n_in)
+        if n_out > int(getattr(recv, "_max_size", 0) or n_out):
+            raise HardwareError(f"core {self.name}: the output of {n_out} bytes exceeds the DMA's "
+                                "maximum transfer; widen its length register in the block design.")
+        deadline = time.monotonic() + self.timeout
+        recv.transfer(obuf)
+        self.write("CTRL", rm.CTRL_AP_START)
+        for start in range(0, n_in, max_len):
+            send.transfer(ibuf, start=start, nbytes=min(max_len, n_in - start))
+            self._wait("the input DMA transfer", self._channel_ready(send), deadline)
+        self._wait("ap_done", lambda: self.read("CTRL") & rm.CTRL_AP_DONE, deadline)
+        self._wait("the output DMA transfer", self._channel_ready(recv), deadline)
+        y = None
+        if decode:
+            obuf.invalidate()
+            y = cm.unpack_output(bytes(np.asarray(obuf)), layer, core)
+        beats = self.read("IN_BEATS")
+        if beats != geo.in_beats:
+            raise HardwareError(f"core {self.name}: IN_BEATS reads {beats}, the driver streamed "
+                                f"{geo.in_beats} beats (register-map mismatch).")
+        info = self.counters()
+        info.update(bytes_in=n_in, bytes_out=n_out)
+        return y, info
+
+
+def find_bitstream(board: str) -> Path:
+    """``overlays/<board>/ohq.bit`` in the source tree or the installed package."""
+    for base in OVERLAY_DIRS:
+        path = base / board / "ohq.bit"
+        if path.is_file():
+            return path
+    looked = ", ".join(str(b / board / "ohq.bit") for b in OVERLAY_DIRS)
+    raise HardwareError(f"no bitstream for board {board} (looked in {looked}); build it with "
+                        f"`make -C vivado BOARD={board} overlay` or pass --overlay.")
+
+
+def _pair_dma(core_name: str, bits: int, dmas: list[str]) -> str:
+    hits = [d for d in dmas if f"int{bits}" in d.rsplit("/", 1)[-1]]
+    if len(hits) == 1:
+        return hits[0]
+    want = core_name.replace("conv", "dma")
+    if want in dmas and want != core_name:
+        return want
+    if len(dmas) == 1:
+        return dmas[0]
+    raise HardwareError(f"cannot tell which AXI DMA feeds core {core_name} (DMAs: "
+                        f"{', '.join(dmas) or 'none'}); name it dma_int{bits}.")
+
+
+class OverlayAccelerator:
+    """The overlay on this board as an :class:`~ohq_pynq.hw.accelerator.Accelerator`.
+
+    ``board``: profile name (default: ``$BOARD`` / device tree); ``bitstream``: path to the .bit
+    (default ``overlays/<board>/ohq.bit``); ``timeout``: seconds per core run; ``power``: measure
+    energy on the board's PMBus rails (default: where the board has rails); ``energy_window``:
+    seconds of repeated runs per energy reading; ``pynq_module``: the pynq API (a fake in tests).
+    """
+
+    def __init__(self, board: str | Board | None = None, bitstream: str | os.PathLike | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, power: bool | None = None,
+                 energy_window: float = 0.05, pynq_module=None, download: bool = True):
+        from ..fileio import file_sha256
+
+        if isinstance(board, Board):
+            self.board = board
+        else:
+            name = board or detect_board_name()
+            if name is None:
+                raise ConfigError("cannot detect the board: set $BOARD or pass --board.")
+            self.board = get_board(name)
+        self.pynq = pynq_module or _import_pynq()
+        path = Path(bitstream) if bitstream else find_bitstream(self.board.name)
+        if not path.is_file():
+            raise HardwareError(f"bitstream {path} not found.")
+        self.bitstream = path
+        self.bitstream_sha256 = file_sha256(path)
+        driver_class(self.pynq)
+        try:
+            self.overlay = self.pynq.Overlay(str(path), download=download)
+        except Exception as err:
+            raise HardwareError(f"cannot load overlay {path}: {err}") from None
+        ip_dict = dict(self.overlay.ip_dict)
+        cores = sorted(n for n, d in ip_dict.items() if str(d.get("type", "")).startswith(VLNV.rsplit(":", 1)[0]))
+        dmas = sorted(n for n, d in ip_dict.items() if str(d.get("type", "")).startswith(DMA_VLNV_PREFIX))
+        if not cores:
+            raise HardwareError(f"overlay {path.name} has no ohq_conv core ({VLNV}); IPs: "
+                                f"{', '.join(sorted(ip_dict)) or 'none'}.")
+        self.drivers: dict[int, CoreDriver] = {}
+        for name in cores:
+            ip = getattr(self.overlay, name)
+            bits = int(ip.read(rm.offset("BITS")))
+            dma = getattr(self.overlay, _pair_dma(name, bits, dmas))
+            drv = CoreDriver(name, ip, dma, self.pynq, timeout)
+            if drv.core.bits in self.drivers:
+                raise HardwareError(f"overlay has two {drv.core.bits}-bit cores ({name}, "
+                                    f"{self.drivers[drv.core.bits].name}).")
+            self.drivers[drv.core.bits] = drv
+        self.fclk_hz = self._fclk()
+        self.monitor = None
+        want_power = self.board.has_power if power is None else power
+        if want_power:
+            from .power import PowerMonitor
+            self.monitor = PowerMonitor.for_board(self.board, pynq_module=self.pynq)
+            self.monitor.calibrate_idle()
+        self.energy_window = energy_window
+
+    def _fclk(self) -> float:
+        try:
+            mhz = float(self.pynq.ps.Clocks.fclk0_mhz)
+            if mhz > 0:
+                return mhz * 1e6
+        except Exception:
+            pass
+        return self.board.fclk_hz
+
+    # -- Accelerator ---------------------------------------------------------------------
+    def describe(self) -> HardwareInfo:
+        rails = tuple(self.monitor.rail_names) if self.monitor else ()
+        return HardwareInfo(board=self.board.name, backend="pynq", fclk_hz=self.fclk_hz,
+                            cores={b: d.core for b, d in sorted(self.drivers.items())}, rails=rails,
+                            part=self.board.part, bitstream_sha256=self.bitstream_sha256,
+                            deterministic=False)
+
+    def _driver(self, bits: int) -> CoreDriver:
+        try:
+            return self.drivers[int(bits)]
+        except KeyError:
+            raise ConfigError(f"the overlay has no {bits}-bit core (it has "
+                              f"{', '.join(map(str, sorted(self.drivers)))}).") from None
+
+    def run_layer(self, layer, bits: int, x_q, w_q, requant: Requant):
+        """Run one layer on the ``bits`` core: outputs (OH, OW, Cout) and the Measurement.
+
+        With power rails, the layer's packed runs are then repeated for ``energy_window``
+        seconds while the rails are sampled (packing is not repeated)."""
+        t0 = time.perf_counter()
+        drv = self._driver(bits)
+        conv = conv_layer(layer, requant)
+        x, w, bias, mult, shift = check_inputs(conv, bits, x_q, w_q, requant)
+        plan = plan_layer(conv, drv.core)
+        packed = []
+
+        def run_tile(tile, *tensors):
+            stream = np.frombuffer(cm.pack_input(*tensors, tile.layer, drv.core), dtype=np.uint8)
+            packed.append((tile.layer, stream))
+            return drv.execute(tile.layer, stream)
+
+        y, infos = run_plan(plan, x, w, bias, mult, shift, run_tile)
+        joules = None
+        if self.monitor is not None:
+            def replay():
+                for sub, stream in packed:
+                    drv.execute(sub, stream, decode=False)
+            joules = self.monitor.energy_per_call(replay, self.energy_window)
+        cyc = sum(i["CYCLES"] for i in infos)
+        return y, Measurement(
+            cycles=int(cyc), seconds=cyc / self.fclk_hz,
+            bytes_in=int(sum(i["bytes_in"] for i in infos)),
+            bytes_out=int(sum(i["bytes_out"] for i in infos)), joules=joules,
+            in_stall_cycles=int(sum(i["IN_STALL"] for i in infos)),
+            out_stall_cycles=int(sum(i["OUT_STALL"] for i in infos)),
+            mac_cycles=int(sum(i["MAC_ACTIVE"] for i in infos)), runs=plan.runs,
+            wall_seconds=time.perf_counter() - t0)
+
+    def read_power(self):
+        """A :class:`PowerSample` of the board's rails, or None without rails."""
+        return self.monitor.read() if self.monitor is not None else None
+
+    def close(self) -> None:
+        for drv in self.drivers.values():
+            drv.free()
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,384 @@
+"""The OHQ pipeline: distil → profile (OQA) → sensitivity (MQE) → solve (ILP) → deploy → verify.
+
+``run(Settings(...))`` does the whole job and returns the run summary (also written as
+``summary.json``). Every stage writes its artefact into ``settings.out`` and records a key of its
+inputs in ``state.json``; a rerun with the same inputs reuses the artefact instead of recomputing
+it (``force=True`` redoes everything). OQA additionally keeps a per-measurement cache, so a killed
+profiling run resumes where it stopped.
+
+Artefacts: ``distilled.npz`` (unless calibration images are given), ``profile.json``,
+``sensitivity.json``, ``config.json``, ``pareto.json`` + ``pareto.png``, ``quantized.onnx``,
+``deploy.json``, ``summary.json``, ``report.html`` (+ its PNG plots).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+from .fileio import atomic_write, file_sha256, read_json, write_json
+
+STATE_SCHEMA = 1
+SUMMARY_SCHEMA = 1
+
+
+@dataclass
+class Settings:
+    """Everything a run depends on (units: budgets as ``Budget.parse`` strings)."""
+
+    model: str | None = None            # ONNX path; None = the bundled reference model
+    out: str = "ohq-run"                # artefact folder
+    backend: str = "sim"                # "sim" or "pynq"
+    board: str | None = None            # board profile; None = backend default / detected
+    calib: str | None = None            # calibration images instead of distilled data
+    eval_data: str | None = None        # images (+labels) for the final fidelity check
+    input_shape: str | None = None
+    num_images: int = 32                # distilled images
+    distill_iters: int | None = None    # None: ohq_pynq.distill default
+    distill_resolution: int | None = -1  # -1: ohq_pynq.distill default; None: full resolution
+    latency_budget: str | None = "0.75"
+    size_budget: str | None = None
+    energy_budget: str | None = None
+    beta: float = 0.5
+    gamma: float = 0.5
+    hw_metric: str = "latency"
+    estimator: str = "mqe"
+    alpha: float = 0.5
+    repeats: int = 5
+    pareto_points: int = 20
+    eval_images: int = 500              # images run through the integer deployment
+    seed: int = 0
+    executor: str = "auto"              # float/QDQ executor: auto, numpy, onnxruntime
+    force: bool = False
+    progress: bool = False
+
+
+class _Stages:
+    """Stage bookkeeping: input keys in ``state.json``, reuse when key and outputs match."""
+
+    def __init__(self, out: Path, force: bool, log: Callable[[str], None]):
+        self.out = out
+        self.force = force
+        self.log = log
+        self.path = out / "state.json"
+        self.state = {"schema": STATE_SCHEMA, "stages": {}}
+        if self.path.exists():
+            try:
+                loaded = read_json(self.path, "run state")
+                if loaded.get("schema") == STATE_SCHEMA:
+                    self.state = loaded
+            except ConfigError:
+                self.log(f"state.json in {out} is unreadable; recomputing every stage")
+        self.timing: dict[str, dict] = {}
+
+    @staticmethod
+    def key(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+    def run(self, name: str, key_obj, outputs: list[str], compute: Callable[[], str]) -> bool:
+        """Run ``compute`` unless stage ``name`` already ran with the same inputs; True if it ran."""
+        key = self.key(key_obj)
+        rec = self.state["stages"].get(name)
+        t0 = time.perf_counter()
+        if (not self.force and rec and rec.get("key") == key
+                and all((self.out / o).exists() for o in outputs)):
+            self.log(f"{name}: reused {', '.join(outputs)}")
+            self.timing[name] = {"seconds": 0.0, "reused": True}
+            return False
+        note = compute()
+        seconds = time.perf_counter() - t0
+        self.state["stages"][name] = {"key": key, "outputs": outputs, "seconds": round(seconds, 3)}
+        write_json(self.path, self.state)
+        self.timing[name] = {"seconds": round(seconds, 3), "reused": False}
+        self.log(f"{name}: {note} ({seconds:.1f} s)")
+        return True
+
+
+def _default_model() -> str:
+    from .models import DEFAULT_MODEL, model_path
+    return str(model_path(DEFAULT_MODEL))
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
+    """Run the whole pipeline; returns the summary dict (see :mod:`ohq_pynq.report`)."""
+    from .graph import load_network
+    from .hw.accelerator import make_accelerator
+
+    s = settings
+    _check_settings(s)
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = s.model or _default_model()
+    bundled = s.model is None
+    stages = _Stages(out, s.force, log)
+    model_hash = file_sha256(model) if Path(model).is_file() else None
+    original = load_network(model, s.input_shape)           # clear ModelError before any work
+    if model_hash is None:
+        raise ConfigError(f"model {model} is not a file")
+
+    # 1. data: distilled (BN statistics) or the user's calibration images ---------------------
+    data_path = _data_stage(s, stages, model, model_hash, original, out)
+    data_hash = file_sha256(data_path)
+
+    # 2. hardware profile (OQA) ---------------------------------------------------------------
+    accelerator = make_accelerator(s.backend, board=s.board)
+    try:
+        info = accelerator.describe()
+        measured = {"count": 0}
+
+        def profile():
+            from .oqa import default_cache_path, profile_network
+            prof = profile_network(model, accelerator, repeats=s.repeats, cache=default_cache_path(out / "profile.json"),
+                                   out=out / "profile.json", input_shape=s.input_shape, seed=s.seed,
+                                   progress=s.progress)
+            measured["count"] = prof.metadata["oqa"]["measured"]
+            return (f"{measured['count']} layer x bits measured, {prof.metadata['oqa']['cached']} from cache "
+                    f"on {info.backend}/{info.board}")
+
+        stages.run("profile", {"model": model_hash, "hw": info.hardware_id, "bitstream": info.bitstream_sha256,
+                               "repeats": s.repeats, "seed": s.seed, "input_shape": s.input_shape},
+                   ["profile.json"], profile)
+
+        # 3. sensitivity (MQE) ----------------------------------------------------------------
+        from .quant import calibrate, prepare
+        net = prepare(model, s.input_shape)
+        x, _ = _load(data_path, net)
+        ranges_cache: dict = {}
+
+        def ranges():
+            if "r" not in ranges_cache:
+                ranges_cache["r"] = calibrate(net, x, backend=s.executor)
+            return ranges_cache["r"]
+
+        def sensitivity():
+            from .mqe import sensitivity as measure
+            res = measure(net, x, ranges(), estimator=s.estimator, alpha=s.alpha, seed=s.seed,
+                          backend=s.executor, progress=s.progress)
+            res["model"] = str(model)
+            write_json(out / "sensitivity.json", res)
+            top = max(res["layers"], key=res["layers"].get)
+            return f"{s.estimator} on {len(x)} images, most sensitive {top}"
+
+        stages.run("sensitivity", {"model": model_hash, "data": data_hash, "estimator": s.estimator,
+                                   "alpha": s.alpha, "seed": s.seed, "executor": s.executor},
+                   ["sensitivity.json"], sensitivity)
+
+        # 4. bit allocation (ILP) + Pareto frontier ------------------------------------------
+        def solve():
+            return _solve(s, out)
+
+        stages.run("solve", {"sens": file_sha256(out / "sensitivity.json"),
+                             "profile": file_sha256(out / "profile.json"),
+                             "budgets": [s.latency_budget, s.size_budget, s.energy_budget],
+                             "beta": s.beta, "gamma": s.gamma, "hw_metric": s.hw_metric,
+                             "points": s.pareto_points},
+                   ["config.json", "pareto.json", "pareto.png"], solve)
+
+        # 5. deploy on the cores and verify --------------------------------------------------
+        eval_path = s.eval_data or (str(_bundled_test()) if bundled else str(data_path))
+
+        def deploy():
+            return _deploy(s, out, net, x, ranges(), accelerator, eval_path)
+
+        stages.run("deploy", {"model": model_hash, "config": file_sha256(out / "config.json"),
+                              "data": data_hash, "eval": file_sha256(eval_path), "hw": info.hardware_id,
+                              "bitstream": info.bitstream_sha256, "n": s.eval_images,
+                              "executor": s.executor},
+                   ["quantized.onnx", "deploy.json"], deploy)
+    finally:
+        accelerator.close()
+
+    # 6. summary + report ----------------------------------------------------------------------
+    summary = _summary(s, out, model, info, stages.timing, data_path)
+    write_json(out / "summary.json", summary)
+    from .report import render
+    render(summary, out)
+    log(f"report: {out / 'report.html'}")
+    return summary
+
+
+def _check_settings(s: Settings) -> None:
+    if s.num_images < 1:
+        raise ConfigError(f"--num must be at least 1, not {s.num_images}")
+    if s.eval_images < 1:
+        raise ConfigError(f"--eval-images must be at least 1, not {s.eval_images}")
+    for name in ("beta", "gamma"):
+        v = getattr(s, name)
+        if not (v == v) or v < 0:
+            raise ConfigError(f"--{name} must be a number >= 0, not {v}")
+    if s.backend not in ("sim", "pynq"):
+        raise ConfigError(f"--backend must be sim or pynq, not {s.backend!r}")
+
+
+def _bundled_test() -> Path:
+    from .models import split_path
+    return split_path("test")
+
+
+def _load(path, net):
+    from .data import load_data
+    return load_data(path, net.input_shape)
+
+
+def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, original, out: Path) -> Path:
+    if s.calib:
+        from .data import load_data, save_data
+        calib_hash = file_sha256(s.calib) if Path(s.calib).is_file() else s.calib
+
+        def copy():
+            x, y = load_data(s.calib, original.input_shape, limit=max(s.num_images, 1))
+            save_data(out / "calibration.npz", x, y)
+            return f"{len(x)} calibration images from {s.calib}"
+
+        stages.run("data", {"calib": calib_hash, "num": s.num_images, "shape": original.input_shape},
+                   ["calibration.npz"], copy)
+        return out / "calibration.npz"
+
+    from . import distill as D
+
+    iters = D.DEFAULT_ITERS if s.distill_iters is None else s.distill_iters
+    resolution = D.DEFAULT_RESOLUTION if s.distill_resolution == -1 else s.distill_resolution
+
+    def distil():
+        bar = None
+        if s.progress:
+            from tqdm import tqdm
+            steps = -(-s.num_images // D.DEFAULT_MICRO_BATCH) * (iters + D.DEFAULT_REFINE)
+            bar = tqdm(total=steps, desc="distill", unit="step", leave=False)
+
+        def step(loss):
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3g}")
+
+        try:
+            res = D.distill(original.model, num=s.num_images, iters=iters, resolution=resolution,
+                            seed=s.seed, on_step=step)
+        finally:
+            if bar is not None:
+                bar.close()
+        from .data import save_data
+        save_data(out / "distilled.npz", res.x, loss_initial=np.float64(res.loss_initial),
+                  loss_final=np.float64(res.loss_final))
+        return (f"{s.num_images} images, BN loss {res.loss_initial:.3g} -> {res.loss_final:.3g} "
+                f"at {res.resolution} px")
+
+    stages.run("distill", {"model": model_hash, "num": s.num_images, "iters": iters,
+                           "resolution": resolution, "seed": s.seed, "shape": s.input_shape},
+               ["distilled.npz"], distil)
+    return out / "distilled.npz"
+
+
+def _solve(s: Settings, out: Path) -> str:
+    import warnings
+
+    from .bitconfig import save_config
+    from .ilp import make_problem, solve
+    from .pareto import pareto_frontier, plot_frontier
+    from .profile import load_profile
+
+    profile = load_profile(out / "profile.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # a placeholder profile is impossible here (OQA wrote it)
+        problem = make_problem(out / "sensitivity.json", profile)
+    budgets = {"latency": s.latency_budget, "size": s.size_budget, "energy": s.energy_budget}
+    alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
+    save_config(out / "config.json", alloc.bits, **alloc.metadata())
+    sweep = "energy" if s.hw_metric == "energy" else "latency"
+    others = {k: v for k, v in budgets.items() if k != sweep}
+    frontier = pareto_frontier(problem, sweep, points=s.pareto_points, **others)
+    write_json(out / "pareto.json", frontier.to_json())
+    plot_frontier(frontier, out / "pareto.png", chosen=alloc)
+    n4 = sum(1 for b in alloc.bits.values() if b == min(problem.bits))
+    ratio = alloc.ratio("latency")
+    return (f"{n4}/{len(alloc.bits)} layers at {min(problem.bits)} bits, latency "
+            f"{ratio:.3f} of all-int8, {len(frontier.points)} Pareto points")
+
+
+def _deploy(s: Settings, out: Path, net, x, ranges, accelerator, eval_path) -> str:
+    from .bitconfig import load_config
+    from .deploy import Deployment, verify
+    from .quant import compare, predict, quantize
+
+    bits = load_config(out / "config.json")
+    q = quantize(net, bits, ranges)
+    model = q.to_onnx()
+    atomic_write(out / "quantized.onnx", lambda f: f.write(model.SerializeToString()))
+    xe, ye = _load(eval_path, net)
+    xe, ye = xe[: s.eval_images], (None if ye is None else ye[: s.eval_images])
+    dep = Deployment(q, accelerator)
+    logits, stats = dep.run(xe, progress=s.progress)
+    qdq = predict(model, xe, backend=s.executor)
+    fp32 = predict(net.model, xe, backend=s.executor)
+    int8 = predict(quantize(net, 8, ranges).to_onnx(), xe, backend=s.executor)
+    result = {
+        "schema": 1,
+        "eval_data": str(eval_path),
+        "verify": verify(logits, qdq, ye),
+        "vs_fp32": compare(logits, ye, fp32),
+        "int8_vs_fp32": compare(int8, ye, fp32),
+        "fp32": compare(fp32, ye),
+        "measured": stats.per_image(),
+    }
+    write_json(out / "deploy.json", result)
+    return (f"{len(xe)} images on the cores, top-1 agreement with the QDQ model "
+            f"{100 * result['verify']['top1_agreement_vs_qdq']:.2f} %")
+
+
+def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: Path) -> dict:
+    from .profile import load_profile
+
+    config = read_json(out / "config.json", "config")
+    sens = read_json(out / "sensitivity.json", "sensitivity")["layers"]
+    profile = load_profile(out / "profile.json")
+    dep = read_json(out / "deploy.json", "deployment result")
+    measured = dep["measured"]["layers"]
+    layers = []
+    for name, bits in config["layers"].items():
+        costs = profile.layers[name]
+        layers.append({
+            "name": name, "bits": bits, "sensitivity": sens.get(name),
+            "seconds": {str(b): c.seconds for b, c in costs.items()},
+            "joules": {str(b): c.joules for b, c in costs.items()},
+            "weight_bytes": costs[bits].weight_bytes,
+            "predicted_seconds": costs[bits].seconds,
+            "measured_seconds": measured[name]["seconds"],
+            "predicted_joules": costs[bits].joules,
+            "measured_joules": measured[name]["joules"],
+        })
+
+    def totals(key):
+        t = config[key]
+        return {"seconds": t["seconds"], "joules": t["joules"], "bytes": t["size_bytes"],
+                "sensitivity": t["sensitivity"]}
+
+    fidelity = {"top1_agreement_vs_fp32": dep["vs_fp32"].get("top1_agreement"),
+                "kl": dep["vs_fp32"].get("kl"),
+                "top1_agreement_vs_qdq": dep["verify"]["top1_agreement_vs_qdq"]}
+    if "accuracy" in dep["vs_fp32"]:
+        fidelity.update(accuracy=dep["vs_fp32"]["accuracy"], accuracy_fp32=dep["fp32"]["accuracy"],
+                        accuracy_int8=dep["int8_vs_fp32"]["accuracy"])
+    hw = {k: v for k, v in info.to_json().items() if k in ("board", "backend", "part", "fclk_hz",
+                                                           "has_power", "hardware_id", "bitstream_sha256")}
+    hw["cores"] = {b: {k: c[k] for k in ("pe", "simd") if k in c} for b, c in info.to_json()["cores"].items()}
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "model": str(model),
+        "data": str(data_path),
+        "settings": {k: v for k, v in asdict(s).items() if k not in ("progress",)},
+        "hardware": hw,
+        "stages": timing,
+        "layers": layers,
+        "totals": {"chosen": totals("predicted"), "int8": totals("all_int8"), "int4": totals("all_int4"),
+                   "measured_seconds": dep["measured"]["accelerator_seconds"],
+                   "measured_joules": dep["measured"]["joules"],
+                   "vs_all_int8": config.get("vs_all_int8")},
+        "fidelity": fidelity,
+        "eval_images": dep["verify"]["images"],
+    }

@@ -1,0 +1,192 @@
+"""Simulator backend: bit-exact with the core model (hence the RTL) and sane measurements."""
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ohq_pynq.errors import ConfigError, DataError
+from ohq_pynq.hw import core_model as cm
+from ohq_pynq.hw.accelerator import Requant
+from ohq_pynq.hw.boards import Board, get_board
+from ohq_pynq.hw.sim import SimAccelerator, accumulate
+from ohq_pynq.hw.tiling import plan_layer, run_plan
+
+TB = Path(__file__).resolve().parents[1] / "vivado" / "tb"
+
+
+def _bench():
+    """The RTL benches' layer generator and core configurations (vivado/tb)."""
+    pytest.importorskip("cocotb")
+    pytest.importorskip("cocotbext.axi")
+    sys.path.insert(0, str(TB))
+    try:
+        import conv_tb
+        import test_conv_core
+    finally:
+        sys.path.remove(str(TB))
+    return conv_tb, test_conv_core
+
+
+def _board_for(core: cm.CoreConfig) -> Board:
+    return Board(name="test", part="-", fclk_hz=100e6, bus_bytes=core.bus_bytes,
+                 cores={core.bits: core}, rails=())
+
+
+def _sim_run(sim, layer, core, x, w, bias, mult, shift):
+    rq = Requant(bias=bias, mult=mult, shift=shift, relu=layer.relu, out_bits=layer.out_bits,
+                 out_signed=layer.out_signed, in_signed=layer.in_signed)
+    return sim.run_layer(layer, core.bits, x, w, rq)
+
+
+def test_sim_equals_core_model_on_the_rtl_benches_random_layers():
+    """The cocotb benches check RTL == core_model on these layers; here sim == core_model on the
+    same generator, seed sequence and core configurations, so sim == RTL."""
+    conv_tb, tcc = _bench()
+    n = 0
+    for name, params in sorted(tcc.CONFIGS.items()):
+        mem = {k.lower(): v for k, v in tcc.SMALL_MEMORIES.items()}
+        core = cm.CoreConfig(bits=params["BITS"], pe=params["PE"], simd=params["SIMD"],
+                             bus_bytes=params["BUS_BYTES"], **mem)
+        sim = SimAccelerator(_board_for(core))
+        rng = random.Random(conv_tb.SEED + 1)
+        nrng = np.random.default_rng(conv_tb.SEED + 1)
+        for case in itertools.islice(itertools.cycle(conv_tb.CASES), 3 * len(conv_tb.CASES)):
+            layer = conv_tb.random_layer(rng, core, case)
+            x, w, bias, mult, shift = conv_tb.random_tensors(layer, core, nrng)
+            want = cm.conv_reference(x, w, bias, mult, shift, layer, core.bits)
+            y, m = _sim_run(sim, layer, core, x, w, bias, mult, shift)
+            assert np.array_equal(y, want), (name, case, layer)
+            geo = cm.geometry(layer, core)
+            assert m.mac_cycles == geo.mac_steps and m.cycles >= geo.mac_steps
+            assert m.bytes_in == geo.in_beats * core.bus_bytes
+            assert m.bytes_out == geo.out_beats * core.bus_bytes
+            n += 1
+    assert n >= 90
+
+
+def test_accumulate_equals_core_model_including_int32_wrap(rng):
+    layer = cm.ConvLayer(cin=40, cout=6, h=5, w=4, kernel=3, pads=(1, 1, 1, 1))
+    x = rng.integers(0, 256, size=(5, 4, 40))
+    w = np.full((6, 40, 3, 3), 127)
+    x[:] = 255
+    got = accumulate(x, w, layer)
+    assert np.array_equal(got, cm.conv_accumulate(x, w, layer))
+    big = cm.ConvLayer(cin=4096, cout=2, h=1, w=1, kernel=7, pads=(3, 3, 3, 3))
+    # 49 * 4096 * 255 * 127 > 2^31: the sum wraps exactly like the int32 accumulator.
+    xb = np.full((1, 1, 4096), 255)
+    wb = np.full((2, 4096, 7, 7), 127)
+    assert np.array_equal(accumulate(xb, wb, big), cm.conv_accumulate(xb, wb, big))
+
+
+@pytest.mark.parametrize("layer", [
+    cm.ConvLayer(cin=20, cout=40, h=9, w=30, kernel=3, pads=(1, 1, 1, 1), out_bits=4),  # cout + cols
+    cm.ConvLayer(cin=24, cout=24, h=7, w=33, kernel=5, stride=2, pads=(2, 2, 2, 2), groups=24),
+    cm.ConvLayer(cin=12, cout=36, h=6, w=6, kernel=3, pads=(1, 1, 1, 1), groups=3, relu=True),
+    cm.ConvLayer(cin=8, cout=8, h=5, w=5, kernel=1, pads=(2, 0, 1, 3)),      # pad >= kernel
+    cm.ConvLayer(cin=100, cout=100, h=6, w=20, kernel=3, pads=(1, 1, 1, 1), groups=100),  # dw split
+    cm.ConvLayer(cin=6, cout=300, h=3, w=3, kernel=1, groups=3),             # per-group cout split
+])
+def test_tiled_runs_equal_the_whole_layer(layer, rng):
+    """Layers over the core's memories are split into runs whose outputs assemble exactly."""
+    core = cm.CoreConfig(bits=8, pe=4, simd=4, bus_bytes=8, max_row_words=32, max_wdepth=64,
+                         max_tiles=4)
+    plan = plan_layer(layer, core)
+    x = rng.integers(-128, 128, size=(layer.h, layer.w, layer.cin))
+    w = rng.integers(-127, 128, size=(layer.cout, layer.cin_g, layer.kernel, layer.kernel))
+    bias = rng.integers(-5000, 5000, size=layer.cout)
+    mult = rng.integers(1, 2000, size=layer.cout)
+    shift = rng.integers(10, 20, size=layer.cout)
+    want = cm.conv_reference(x, w, bias, mult, shift, layer, 8)
+
+    def run_tile(tile, xt, wt, bt, mt, st):
+        cm.check_layer(tile.layer, core)
+        return cm.conv_reference(xt, wt, bt, mt, st, tile.layer, 8), None
+
+    got, _ = run_plan(plan, x, w, bias, mult, shift, run_tile)
+    assert plan.runs > 1 or any(plan.prepad)
+    assert np.array_equal(got, want)
+    sim = SimAccelerator(_board_for(core))
+    y, m = sim.run_layer(layer, 8, x, w, Requant(bias, mult, shift, relu=layer.relu,
+                                                  out_bits=layer.out_bits))
+    assert np.array_equal(y, want) and m.runs == plan.runs
+
+
+def test_input_channels_too_deep_for_one_tile_is_refused():
+    core = cm.CoreConfig(bits=8, pe=4, simd=4, max_wdepth=16)
+    with pytest.raises(ConfigError, match="cannot run on the 8-bit core"):
+        plan_layer(cm.ConvLayer(cin=64, cout=4, h=3, w=3, kernel=3, pads=(1, 1, 1, 1)), core)
+
+
+@pytest.mark.parametrize("board", ["pynq-z2", "zcu104"])
+def test_resnet18_and_mobilenet_layouts_fit_every_board(board):
+    """Every layer of the 224 layouts plans onto the cores (tiling where needed)."""
+    from ohq_pynq import zoo
+    from ohq_pynq.graph import load_network
+
+    sim = SimAccelerator(board)
+    for model in (zoo.resnet18(batchnorm="folded"), zoo.mobilenet_v3_small(batchnorm="folded")):
+        net = load_network(model)
+        for layer in net.layers:
+            m4, m8 = sim.measure(layer, 4), sim.measure(layer, 8)
+            assert m4.cycles > 0 and m8.cycles > 0
+            assert m4.bytes_in <= m8.bytes_in
+
+
+def test_int4_core_is_about_twice_as_fast_on_lane_filling_layers():
+    sim = SimAccelerator("zcu104")
+    layer = cm.ConvLayer(cin=256, cout=256, h=14, w=14, kernel=3, pads=(1, 1, 1, 1))
+    m4, m8 = sim.measure(layer, 4), sim.measure(layer, 8)
+    assert 1.8 < m8.cycles / m4.cycles < 2.2
+    assert m4.seconds == pytest.approx(m4.cycles / 200e6)
+
+
+def test_energy_is_none_without_power_rails_and_modelled_otherwise(rng):
+    layer = cm.ConvLayer(cin=8, cout=8, h=6, w=6, kernel=3, pads=(1, 1, 1, 1))
+    x = rng.integers(-8, 8, size=(6, 6, 8))
+    w = rng.integers(-7, 8, size=(8, 8, 3, 3))
+    rq = Requant.identity(8, shift=4, out_bits=4)
+    _, m = SimAccelerator("pynq-z2").run_layer(layer, 4, x, w, rq)
+    assert m.joules is None and SimAccelerator("pynq-z2").read_power() is None
+    assert not SimAccelerator("pynq-z2").describe().has_energy
+    _, m2 = SimAccelerator("pynq-z2", estimate_energy=True).run_layer(layer, 4, x, w, rq)
+    _, m3 = SimAccelerator("kv260").run_layer(layer, 4, x, w, rq)
+    assert m2.joules > 0 and m3.joules > 0
+
+
+def test_bad_inputs_are_one_sentence_errors(rng):
+    sim = SimAccelerator()
+    layer = cm.ConvLayer(cin=4, cout=4, h=3, w=3)
+    ok_w = np.zeros((4, 4, 1, 1), dtype=np.int64)
+    with pytest.raises(DataError, match="shape"):
+        sim.run_layer(layer, 8, np.zeros((3, 3, 5), np.int64), ok_w, Requant.identity(4))
+    with pytest.raises(DataError, match="weights values"):
+        sim.run_layer(layer, 4, np.zeros((3, 3, 4), np.int64), ok_w + 8, Requant.identity(4))
+    with pytest.raises(ConfigError, match="no 6-bit core"):
+        sim.run_layer(layer, 6, np.zeros((3, 3, 4), np.int64), ok_w, Requant.identity(4))
+
+
+def test_board_override_from_boards_json(tmp_path):
+    table = tmp_path / "boards.json"
+    table.write_text('{"boards": {"ZCU104": {"fclk_mhz": 250, "cores": {"8": {"pe": 8, "simd": 32},'
+                     ' "4": {"pe": 8, "simd": 16}}}}}')
+    b = get_board("zcu104", path=table)
+    assert b.fclk_hz == 250e6 and b.core(8).simd == 32 and b.core(4).pe == 8
+    assert b.source == str(table)
+    assert get_board("ZCU104").source in ("builtin", str(Path(get_board("zcu104").source)))
+    with pytest.raises(ConfigError, match="unknown board"):
+        get_board("de10-nano")
+    assert replace(b.core(8), pe=4).pe == 4
+    # The layout vivado/tools/board_tcl.py reads.
+    table.write_text('{"boards": {"pynq-z2": {"part": "xc7z020clg400-1", "board_part": "", "ps": "ps7",'
+                     ' "fclk_hz": 100000000, "bus_bytes": 8, "cores": {'
+                     '"4": {"pe": 4, "simd": 8, "max_row_words": 1024, "max_wdepth": 2048, "max_tiles": 256},'
+                     '"8": {"pe": 8, "simd": 8, "max_row_words": 1024, "max_wdepth": 2048, "max_tiles": 256}}}}}')
+    z2 = get_board("Pynq-Z2", path=table)
+    assert z2.core(4).pe == 4 and z2.core(8).max_wdepth == 2048 and z2.core(4).bus_bytes == 8
+    assert z2.rails == () and z2.energy is not None

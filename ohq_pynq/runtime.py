@@ -1,0 +1,185 @@
+"""Executor choice: onnxruntime where it is installed, else the numpy engine.
+
+``make_executor(model, backend="auto")`` returns an object with ``run(x_or_feeds, outputs=None,
+batch_size=None) -> {name: array}``, ``input_name``, ``output_names`` and ``backend``. "auto"
+picks onnxruntime when it imports (armv7 boards have no wheel) and the numpy engine otherwise;
+the environment variable ``OHQ_PYNQ_EXECUTOR=numpy|onnxruntime`` overrides "auto".
+Both executors take ``overrides={initializer: array}`` and intermediate tensor names as outputs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import onnx
+
+from .engine import DEFAULT_MEMORY_BYTES, Engine, _load
+from .errors import ConfigError, DataError
+
+BACKENDS = ("auto", "numpy", "onnxruntime")
+ENV_VAR = "OHQ_PYNQ_EXECUTOR"
+
+
+def _onnxruntime():
+    """The onnxruntime module, or None when it is not installed (or hidden)."""
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError:
+        return None
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """'numpy' or 'onnxruntime' for a requested backend ("auto" honours ``OHQ_PYNQ_EXECUTOR``)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown executor {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        forced = os.environ.get(ENV_VAR, "").strip().lower()
+        if forced:
+            if forced not in ("numpy", "onnxruntime"):
+                raise ConfigError(f"{ENV_VAR}={forced!r} is not valid: use numpy or onnxruntime")
+            backend = forced
+        else:
+            return "onnxruntime" if _onnxruntime() is not None else "numpy"
+    if backend == "onnxruntime" and _onnxruntime() is None:
+        raise ConfigError("onnxruntime is not installed on this machine: use the numpy executor "
+                          f"(backend 'numpy' or {ENV_VAR}=numpy)")
+    return backend
+
+
+class NumpyExecutor:
+    """The numpy :class:`~ohq_pynq.engine.Engine` behind the executor interface."""
+
+    backend = "numpy"
+
+    def __init__(self, model: Any, memory_bytes: int = DEFAULT_MEMORY_BYTES):
+        self.engine = Engine(model, memory_bytes=memory_bytes)
+        self.model = self.engine.model
+        self.input_name = self.engine.input_name
+        self.input_names = list(self.engine.input_names)
+        self.output_names = list(self.engine.output_names)
+        self.input_shape = self.engine.input_shape
+
+    def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
+            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        return self.engine.run(x, outputs, batch_size, overrides=overrides)
+
+
+class OnnxruntimeExecutor:
+    """onnxruntime CPU session(s); intermediate outputs get a session with extra graph outputs.
+
+    ``threads``: intra-op threads (small by default: boards have 2–4 cores and share them).
+    ``qdq_fusion``: let onnxruntime fuse QDQ pairs into integer kernels (QLinearConv); off by
+    default so results equal the numpy engine's float simulation of the QDQ graph.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, model: Any, threads: int | None = None, qdq_fusion: bool = False,
+                 batch_size: int = 32):
+        self.ort = _onnxruntime()
+        if self.ort is None:
+            raise ConfigError("onnxruntime is not installed on this machine: use the numpy executor")
+        self.model = _load(model)
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.qdq_fusion = qdq_fusion
+        self.default_batch = batch_size
+        g = self.model.graph
+        inits = {t.name for t in g.initializer}
+        self.input_names = [i.name for i in g.input if i.name not in inits]
+        self.input_name = self.input_names[0]
+        self.output_names = [o.name for o in g.output]
+        dims = next(i for i in g.input if i.name == self.input_name).type.tensor_type.shape.dim
+        self.input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self._sessions: dict[tuple, Any] = {}
+        self._types: dict[str, onnx.TypeProto] | None = None
+
+    def _options(self):
+        so = self.ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if not self.qdq_fusion:
+            so.add_session_config_entry("session.disable_quant_qdq", "1")
+        return so
+
+    def _value_types(self) -> dict[str, onnx.TypeProto]:
+        if self._types is None:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model)
+            except Exception:  # noqa: BLE001 - inference is only used to type extra outputs
+                inferred = self.model
+            self._types = {v.name: v.type for v in inferred.graph.value_info}
+        return self._types
+
+    def _session(self, extra: tuple[str, ...], overridden: tuple[str, ...], overrides):
+        key = (extra, overridden)
+        if key in self._sessions and not overridden:
+            return self._sessions[key]
+        m = self.model
+        if extra or overridden:
+            m = onnx.ModelProto()
+            m.CopyFrom(self.model)
+            types = self._value_types()
+            for name in extra:
+                vi = onnx.ValueInfoProto(name=name)
+                if name in types:
+                    vi.type.CopyFrom(types[name])
+                else:
+                    vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+                m.graph.output.append(vi)
+            if overridden:
+                _replace_initializers(m, overrides)
+        sess = self.ort.InferenceSession(m.SerializeToString(), self._options(),
+                                         providers=["CPUExecutionProvider"])
+        if not overridden:
+            self._sessions[key] = sess
+        return sess
+
+    def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
+            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        feeds = dict(x) if isinstance(x, Mapping) else {self.input_name: x}
+        for name in self.input_names:
+            if name not in feeds:
+                raise DataError(f"no value given for model input {name!r}")
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f"
+                 else np.asarray(v) for k, v in feeds.items()}
+        outputs = list(outputs) if outputs is not None else list(self.output_names)
+        extra = tuple(o for o in outputs if o not in self.output_names)
+        sess = self._session(extra, tuple(sorted(overrides or ())), overrides)
+        n = feeds[self.input_name].shape[0]
+        bs = max(1, int(batch_size or self.default_batch))
+        parts: dict[str, list] = {o: [] for o in outputs}
+        for s in range(0, max(n, 1), bs):
+            chunk = {k: (v[s:s + bs] if v.ndim and v.shape[0] == n else v) for k, v in feeds.items()}
+            for o, v in zip(outputs, sess.run(outputs, chunk)):
+                parts[o].append(np.asarray(v))
+        return {o: (np.concatenate(p, axis=0) if len(p) > 1 else p[0]) for o, p in parts.items()}
+
+
+def _replace_initializers(model: onnx.ModelProto, overrides: Mapping[str, np.ndarray]) -> None:
+    from onnx import numpy_helper
+
+    by_name = {t.name: t for t in model.graph.initializer}
+    for name, value in overrides.items():
+        old = by_name.get(name)
+        if old is None:
+            raise ConfigError(f"override {name!r} is not an initializer of the model")
+        value = np.asarray(value)
+        if old.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            new = onnx.helper.make_tensor(name, old.data_type, list(value.shape),
+                                          value.reshape(-1).astype(np.int64).tolist())
+        else:
+            dt = onnx.helper.tensor_dtype_to_np_dtype(old.data_type)
+            new = numpy_helper.from_array(value.astype(dt), name)
+        old.CopyFrom(new)
+
+
+def make_executor(model: Any, backend: str = "auto", *, threads: int | None = None,
+                  memory_bytes: int = DEFAULT_MEMORY_BYTES, qdq_fusion: bool = False):
+    """An executor for ``model`` (ModelProto or path): see the module docstring."""
+    chosen = resolve_backend(backend)
+    if chosen == "onnxruntime":
+        return OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion)
+    return NumpyExecutor(model, memory_bytes=memory_bytes)

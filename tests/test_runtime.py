@@ -1,0 +1,118 @@
+"""ohq_pynq.runtime: executor choice, env override, numpy fallback without onnxruntime, and both
+executors agreeing (float and QDQ models, intermediate outputs, overrides)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ohq_pynq import runtime
+from ohq_pynq.errors import ConfigError
+from ohq_pynq.runtime import make_executor, resolve_backend
+
+from test_engine import small_cnn  # noqa: E402  (tests/ is on sys.path under pytest)
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture
+def model():
+    return small_cnn(np.random.default_rng(21))
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(22).standard_normal((6, 1, 12, 12)).astype(np.float32)
+
+
+def test_auto_prefers_onnxruntime(model, monkeypatch):
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)
+    ex = make_executor(model)
+    assert ex.backend == "onnxruntime"
+    assert ex.input_name == "x" and ex.output_names == ["y"]
+
+
+def test_auto_falls_back_to_numpy_without_onnxruntime(model, x, monkeypatch):
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import now raises ImportError
+    ex = make_executor(model)
+    assert ex.backend == "numpy"
+    assert ex.run(x)["y"].shape == (6, 10)
+    with pytest.raises(ConfigError, match="onnxruntime is not installed"):
+        make_executor(model, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("forced", ["numpy", "onnxruntime"])
+def test_env_var_forces_executor(model, monkeypatch, forced):
+    monkeypatch.setenv(runtime.ENV_VAR, forced)
+    assert make_executor(model).backend == forced
+    assert make_executor(model, backend="numpy").backend == "numpy"   # explicit choice wins
+
+
+def test_bad_choices_are_config_errors(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown executor"):
+        resolve_backend("tensorrt")
+    monkeypatch.setenv(runtime.ENV_VAR, "gpu")
+    with pytest.raises(ConfigError, match="OHQ_PYNQ_EXECUTOR"):
+        resolve_backend("auto")
+
+
+def test_executors_agree_with_intermediates_overrides_and_batches(model, x):
+    a = make_executor(model, backend="numpy")
+    b = make_executor(model, backend="onnxruntime", threads=1)
+    outs = ["c1", "n2", "y"]
+    ra = a.run(x, outputs=outs, batch_size=4)
+    rb = b.run(x, outputs=outs, batch_size=4)
+    for k in outs:
+        assert ra[k].shape == rb[k].shape
+        np.testing.assert_allclose(ra[k], rb[k], rtol=1e-4, atol=1e-4)
+    w2 = np.random.default_rng(0).standard_normal((12, 8, 3, 3)).astype(np.float32)
+    oa = a.run(x, overrides={"w2": w2})["y"]
+    ob = b.run(x, overrides={"w2": w2})["y"]
+    np.testing.assert_allclose(oa, ob, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(oa, ra["y"], atol=1e-3)
+    # the cached default session is untouched by the override
+    np.testing.assert_allclose(b.run(x, batch_size=4)["y"], rb["y"], rtol=1e-5, atol=1e-5)
+
+
+def _qdq_model(bits: int):
+    rng = np.random.default_rng(bits)
+    et = TensorProto.INT4 if bits == 4 else TensorProto.INT8
+    qmax = 7 if bits == 4 else 127
+    wq = rng.integers(-qmax - 1, qmax + 1, (6, 3, 3, 3))
+    nodes = [helper.make_node("QuantizeLinear", ["x", "as", "az"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "as", "az"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws"], ["w"], axis=0),
+             helper.make_node("Conv", ["xd", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    inits = [helper.make_tensor("wq", et, list(wq.shape), wq.reshape(-1).tolist()),
+             numpy_helper.from_array(rng.uniform(0.01, 0.05, 6).astype(np.float32), "ws"),
+             numpy_helper.from_array(np.float32(0.05 if bits == 8 else 0.4), "as"),
+             helper.make_tensor("az", et, [], [0]),
+             numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b")]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    onnx.checker.check_model(m)
+    return m
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qdq_model_agrees_between_executors(bits):
+    m = _qdq_model(bits)
+    x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    ya = make_executor(m, backend="numpy").run(x)["y"]
+    yb = make_executor(m, backend="onnxruntime").run(x)["y"]
+    np.testing.assert_allclose(ya, yb, rtol=1e-5, atol=1e-5)
+    # an int4 weight override goes through both executors the same way
+    wq = np.zeros((6, 3, 3, 3), np.int64)
+    wq[:, :, 1, 1] = 1
+    za = make_executor(m, backend="numpy").run(x, overrides={"wq": wq})["y"]
+    zb = make_executor(m, backend="onnxruntime").run(x, overrides={"wq": wq})["y"]
+    np.testing.assert_allclose(za, zb, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(za, ya)

@@ -23,6 +23,8 @@ COMMANDS = {
     "quantize": "quantize_cmd",
     "evaluate": "evaluate_cmd",
     "inspect": "inspect_cmd",
+    "autotune": "autotune_cmd",
+    "install-service": "install_service_cmd",
 }
 
 

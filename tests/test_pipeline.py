@@ -1,0 +1,83 @@
+"""ohq_pynq.pipeline: the whole job on the simulator, stage reuse, and clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ohq_pynq.errors import ConfigError, DataError, InfeasibleError
+from ohq_pynq.models import model_path, split_path
+from ohq_pynq.pipeline import Settings, run
+
+FAST = dict(num_images=8, distill_iters=15, eval_images=60, pareto_points=8, board="zcu104")
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    lines: list[str] = []
+    summary = run(Settings(out=str(out), **FAST), log=lines.append)
+    return out, summary, lines
+
+
+def test_artefacts_and_summary(first_run):
+    out, summary, lines = first_run
+    for name in ("distilled.npz", "profile.json", "sensitivity.json", "config.json", "pareto.json",
+                 "pareto.png", "quantized.onnx", "deploy.json", "summary.json", "report.html", "state.json"):
+        assert (out / name).is_file(), name
+    assert [l.split(":")[0] for l in lines] == ["distill", "profile", "sensitivity", "solve", "deploy", "report"]
+    t = summary["totals"]
+    # the default latency budget (0.75 of all-int8) is met, and mixed lies between the uniform widths
+    assert t["chosen"]["seconds"] <= 0.75 * t["int8"]["seconds"] * (1 + 1e-9)
+    assert t["int4"]["seconds"] <= t["chosen"]["seconds"] < t["int8"]["seconds"]
+    # closed loop: the deployment measures what the profile predicted (deterministic simulator)
+    assert t["measured_seconds"] == pytest.approx(t["chosen"]["seconds"], rel=0.02)
+    f = summary["fidelity"]
+    assert f["top1_agreement_vs_qdq"] >= 0.99
+    assert f["accuracy_fp32"] - f["accuracy"] < 0.05
+    assert len(summary["layers"]) == 13 and {l["bits"] for l in summary["layers"]} == {4, 8}
+    assert json.loads((out / "summary.json").read_text())["totals"] == summary["totals"]
+    assert summary["hardware"]["board"] == "zcu104" and summary["hardware"]["has_power"]
+
+
+def test_rerun_reuses_every_stage(first_run):
+    out, summary, _ = first_run
+    lines: list[str] = []
+    again = run(Settings(out=str(out), **FAST), log=lines.append)
+    assert all("reused" in l for l in lines[:5])
+    assert again["layers"] == summary["layers"]
+    assert all(v["reused"] for v in again["stages"].values())
+
+
+def test_budget_change_resolves_without_remeasuring(first_run, tmp_path):
+    out, _, _ = first_run
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines: list[str] = []
+    s = run(Settings(out=str(copy), **{**FAST, "latency_budget": "0.7"}), log=lines.append)
+    reused = {l.split(":")[0] for l in lines if "reused" in l}
+    assert reused == {"distill", "profile", "sensitivity"}
+    assert s["totals"]["chosen"]["seconds"] <= 0.7 * s["totals"]["int8"]["seconds"] * (1 + 1e-9)
+    with pytest.raises(InfeasibleError, match="smallest feasible"):
+        run(Settings(out=str(copy), **{**FAST, "latency_budget": "0.1"}), log=lambda m: None)
+
+
+def test_calibration_images_and_folded_model(tmp_path):
+    with pytest.raises(DataError, match="--calib"):
+        run(Settings(model=str(model_path("digits_resnet_folded")), out=str(tmp_path / "a"), **FAST),
+            log=lambda m: None)
+    s = run(Settings(model=str(model_path("digits_mbv3_folded")), calib=str(split_path("calib")),
+                     out=str(tmp_path / "b"), **{**FAST, "num_images": 16, "latency_budget": "0.9"}),
+            log=lambda m: None)
+    assert (tmp_path / "b" / "calibration.npz").is_file() and not (tmp_path / "b" / "distilled.npz").exists()
+    assert s["eval_images"] == 16 and "accuracy" in s["fidelity"]    # eval on the labelled calib data
+    assert s["fidelity"]["top1_agreement_vs_qdq"] >= 0.99
+
+
+def test_bad_settings(tmp_path):
+    with pytest.raises(ConfigError):
+        run(Settings(out=str(tmp_path), backend="gpu"), log=lambda m: None)
+    with pytest.raises(ConfigError):
+        run(Settings(out=str(tmp_path), beta=float("nan")), log=lambda m: None)

@@ -19,16 +19,19 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["ohq_pynq", "ohq_pynq.*"]),
+    # The notebooks live at the top level (notebooks/) and install as ohq_pynq.notebooks, the module
+    # the pynq.notebooks entry point names (`pynq get-notebooks` copies its folder).
+    packages=find_packages(include=["ohq_pynq", "ohq_pynq.*"]) + ["ohq_pynq.notebooks"],
+    package_dir={"ohq_pynq.notebooks": "notebooks"},
     package_data={
         "ohq_pynq": [
             "models/*.onnx",
             "models/*.npz",
             "models/*.json",
             "hw/*.json",
-            "notebooks/*.ipynb",
             "service/*",
         ],
+        "ohq_pynq.notebooks": ["*.ipynb", "README.md"],
     },
     install_requires=[
         # pynq 4.0 pins numpy<2; stating it here keeps pip from backtracking into old pynq releases.
@@ -59,6 +62,7 @@ setup(
     },
     entry_points={
         "console_scripts": ["ohq-pynq = ohq_pynq.cli:main"],
+        "pynq.notebooks": ["ohq-pynq = ohq_pynq.notebooks"],
     },
     classifiers=[
         "License :: OSI Approved :: BSD License",

@@ -1,0 +1,158 @@
+"""Render bench/results/*.json as the README's results section.
+
+    python bench/readme_results.py            # print the Markdown
+    python bench/readme_results.py --write    # replace the block between the README markers
+
+Each table comes from one benchmark's JSON; a missing file is reported as "not run".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _load(name: str):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _table(headers, rows) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def section() -> str:
+    lines: list[str] = []
+    q = _load("quant")
+    lines += ["### Uniform quantization of the reference models (`bench/quant.py`)", ""]
+    if q:
+        lines += [f"Test accuracy (%) on {q['test_images']} held-out images; calibration on "
+                  f"{q['calibration_images']} images. onnxruntime `quantize_static` (QDQ, per-channel "
+                  "int8 weights, uint8 activations, MinMax) is the int8 yardstick.", ""]
+        lines += _table(["model", "fp32", "W8A8", "W4A8", "W4A4", "onnxruntime int8"],
+                        [[r["model"], pct(r["fp32"]), pct(r["W8A8"]), pct(r["W4A8"]), pct(r["W4A4"]),
+                          pct(r["ort_int8"])] for r in q["rows"]])
+    else:
+        lines.append("not run")
+    p = _load("pipeline")
+    lines += ["", "### The whole job (`bench/pipeline.py`, simulator)", ""]
+    if p:
+        rows = []
+        for r in p["rows"]:
+            st = r["stages"]
+            cut = r.get("search", {}).get("cut")
+            f = r["fidelity"]
+            rows.append([r["case"], r["board"], f"{r['wall_seconds']:.0f}", f"{r['peak_rss_mb']:.0f}",
+                         " / ".join(f"{st.get(k, 0):.1f}" for k in ("distill", "profile", "sensitivity", "solve", "deploy")),
+                         f"{r['latency_vs_int8']:.3f}",
+                         pct(f.get("accuracy")) + (f" ({pct(f.get('accuracy_fp32'))})" if f.get("accuracy_fp32") else ""),
+                         "–" if cut is None else f"{100 * cut:.1f} %"])
+        lines += _table(["case", "board", "wall s", "peak RSS MB", "distill / profile / MQE / ILP / deploy s",
+                         "latency vs int8", "accuracy % (fp32)", "latency cut at ≤0.5 pt loss"], rows)
+    else:
+        lines.append("not run")
+    d = _load("distill")
+    lines += ["", "### Distilled data (`bench/distill.py`, 32 images, defaults)", ""]
+    if d:
+        lines += _table(["model", "seconds", "peak RSS MB", "BN loss before → after"],
+                        [[r["model"], f"{r['seconds']:.0f}", f"{r['peak_rss_mb']:.0f}",
+                          f"{r['bn_loss_initial']:.3g} → {r['bn_loss_final']:.3g}"] for r in d["cost"]])
+        c = d.get("quality", {}).get("comparisons", {})
+        if c:
+            lines += ["", "Cheap (default) vs expensive (500 iterations) distilled data on the digits ResNet: "
+                      f"activation ranges differ by {100 * c['cheap_vs_expensive']['range_median_rel_diff']:.0f} % "
+                      f"(median), sensitivity ranking Spearman ρ = {c['cheap_vs_expensive']['sensitivity_spearman']:.2f}; "
+                      f"cheap vs real images ρ = {c['cheap_vs_real']['sensitivity_spearman']:.2f}."]
+    else:
+        lines.append("not run")
+    m = _load("mqe")
+    lines += ["", "### Sensitivity: MQE vs the exact estimator (`bench/mqe.py`)", ""]
+    lines += _mqe(m) if m else ["not run"]
+    a = _load("allocation")
+    lines += ["", "### Allocation quality (`bench/allocation.py`)", ""]
+    lines += _allocation(a) if a else ["not run"]
+    e = _load("engine")
+    lines += ["", "### numpy engine vs onnxruntime (`bench/engine.py`)", ""]
+    if e:
+        lines += _table(["model", "batch", "max rel. error", "numpy / onnxruntime time"],
+                        [[r["model"], r["input"][0], f"{r['max_rel_err']:.1e}", f"{r['ratio_numpy_over_ort']:.1f}×"]
+                         for r in e["rows"]])
+    else:
+        lines.append("not run")
+    o = _load("oqa")
+    lines += ["", "### On-chip profile, simulated cores (`bench/oqa.py`)", ""]
+    if o:
+        lines += _table(["model", "board", "all-int8 ms", "all-int4 ms", "int4 speed-up", "OQA wall s"],
+                        [[r["model"], r["board"], f"{1e3 * r['int8']['seconds']:.2f}", f"{1e3 * r['int4']['seconds']:.2f}",
+                          f"{r['speedup_int4']:.2f}×", f"{r['oqa_wall_seconds']:.1f}"] for r in o])
+    else:
+        lines.append("not run")
+    cm = _load("cycle_model")
+    lines += ["", "### Cycle model vs RTL counters (`bench/cycle_model.py`)", ""]
+    if cm:
+        s = cm["summary"]
+        lines.append(f"{s['rows']} layer shapes of `vivado/cycles_reference.json`: max error "
+                     f"{100 * s['max_abs_error']:.2f} %, mean {100 * s['mean_abs_error']:.2f} %, "
+                     f"{s['within_3_percent']}/{s['rows']} within 3 %.")
+    else:
+        lines.append("not run")
+    i = _load("ilp")
+    lines += ["", "### ILP (`bench/ilp.py`)", ""]
+    if i:
+        lines.append(f"ResNet-50-sized problem ({i['problem']['layers']} layers × {{4, 8}}, latency + size + "
+                     f"energy budgets): solve {1e3 * i['solve_seconds']['median']:.1f} ms (median); "
+                     f"{i['pareto_seconds']['points']}-point Pareto sweep {1e3 * i['pareto_seconds']['median']:.0f} ms.")
+    else:
+        lines.append("not run")
+    return "\n".join(lines)
+
+
+def _mqe(m) -> list[str]:
+    rows = m.get("rows") or m.get("models") or []
+    if not rows:
+        return ["```", json.dumps(m, indent=1)[:1500], "```"]
+    keys = [k for k in rows[0] if k not in ("layers",)]
+    return _table(keys, [[(f"{r[k]:.3f}" if isinstance(r[k], float) else r[k]) for k in keys] for r in rows])
+
+
+def _allocation(a) -> list[str]:
+    rows = a.get("rows") or a.get("models") or []
+    if not rows:
+        return ["```", json.dumps(a, indent=1)[:1500], "```"]
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    return _table(keys, [[(f"{r[k]:.4g}" if isinstance(r[k], float) else r[k]) for k in keys] for r in rows])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="rewrite the README block")
+    args = ap.parse_args(argv)
+    text = section()
+    if not args.write:
+        print(text)
+        return 0
+    readme = ROOT / "README.md"
+    src = readme.read_text()
+    if START not in src or END not in src:
+        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+        return 1
+    head, rest = src.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    print("README.md results updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

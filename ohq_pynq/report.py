@@ -94,6 +94,8 @@ def _img(path: Path, alt: str) -> str:
 def _fmt(v, unit: str = "") -> str:
     if v is None:
         return "–"
+    if unit == "B" and isinstance(v, (int, float)):
+        return f"{int(round(v)):,} B"
     if isinstance(v, float):
         if unit == "ms":
             return f"{1e3 * v:.3f} ms"
@@ -102,8 +104,6 @@ def _fmt(v, unit: str = "") -> str:
         if unit == "%":
             return f"{100 * v:.2f} %"
         return f"{v:.4g}"
-    if isinstance(v, int) and unit == "B":
-        return f"{v:,} B"
     return html.escape(str(v))
 
 

@@ -28,13 +28,19 @@ SCHEMA = 1
 
 def mask_weights(w_q: np.ndarray, alpha: float, rng: np.random.Generator,
                  structured: bool = False) -> np.ndarray:
-    """Zero a fraction ``alpha`` of ``w_q``: individual weights uniformly at random (a shuffled
-    0/1 mask over the flattened tensor), or whole input-channel slices when ``structured``."""
+    """Zero a fraction ``alpha`` of ``w_q`` (conv layout, cout × cin/groups × kh × kw): individual
+    weights uniformly at random (a shuffled 0/1 mask over the flattened tensor), or, when
+    ``structured``, whole input-channel slices — whole output filters where each filter sees one
+    input channel (depthwise, or a 1-channel first conv), since there is no input axis to mask."""
     w = np.array(w_q, copy=True)
     if structured:
-        cin = w.shape[1]
-        drop = rng.permutation(cin)[: int(round(alpha * cin))]
-        w[:, drop] = 0
+        axis = 1 if w.ndim > 1 and w.shape[1] > 1 else 0
+        n = w.shape[axis]
+        drop = rng.permutation(n)[: int(round(alpha * n))]
+        if axis == 1:
+            w[:, drop] = 0
+        else:
+            w[drop] = 0
         return w
     flat = w.reshape(-1)
     flat[rng.permutation(flat.size)[: int(round(alpha * flat.size))]] = 0
@@ -71,7 +77,7 @@ class _OverrideRunner:
             self.session = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
 
-    def logits(self, x: np.ndarray, overrides: dict | None = None, batch_size: int = 32) -> np.ndarray:
+    def logits(self, x: np.ndarray, overrides: dict | None = None, batch_size: int = 8) -> np.ndarray:
         parts = []
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size]
@@ -114,7 +120,7 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
         rng = np.random.default_rng(seed)
         for name in it:
             lq = q8.layers[name]
-            masked = mask_weights(_initializer_layout(network, name, lq.weight_q), alpha, rng, structured)
+            masked = _initializer_layout(network, name, mask_weights(lq.weight_q, alpha, rng, structured))
             logits = runner.logits(x, {q8.weight_initializer(name): masked})
             values[name] = _kl_from_log(ref, log_softmax(logits))
     else:

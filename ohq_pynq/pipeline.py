@@ -82,7 +82,8 @@ class _Stages:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
     def run(self, name: str, key_obj, outputs: list[str], compute: Callable[[], str]) -> bool:
-        """Run ``compute`` unless stage ``name`` already ran with the same inputs; True if it ran."""
+        """Run ``compute`` unless stage ``name`` already ran with the same inputs; True if it ran.
+        Memory the stage freed is returned to the OS before the next one starts."""
         key = self.key(key_obj)
         rec = self.state["stages"].get(name)
         t0 = time.perf_counter()
@@ -92,6 +93,7 @@ class _Stages:
             self.timing[name] = {"seconds": 0.0, "reused": True}
             return False
         note = compute()
+        release_memory()
         seconds = time.perf_counter() - t0
         self.state["stages"][name] = {"key": key, "outputs": outputs, "seconds": round(seconds, 3)}
         write_json(self.path, self.state)
@@ -125,6 +127,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     # 1. data: distilled (BN statistics) or the user's calibration images ---------------------
     data_path = _data_stage(s, stages, model, model_hash, original, out)
     data_hash = file_sha256(data_path)
+    del original                  # the BN-kept graph is not needed past distillation
+    release_memory()
 
     # 2. hardware profile (OQA) ---------------------------------------------------------------
     accelerator = make_accelerator(s.backend, board=s.board)
@@ -203,6 +207,19 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     return summary
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so the
+    next stage starts from a small resident set on a 0.5-4 GiB board."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):     # not glibc (musl, macOS): nothing to trim
+        pass
+
+
 def _check_settings(s: Settings) -> None:
     if s.num_images < 1:
         raise ConfigError(f"--num must be at least 1, not {s.num_images}")
@@ -214,6 +231,11 @@ def _check_settings(s: Settings) -> None:
             raise ConfigError(f"--{name} must be a number >= 0, not {v}")
     if s.backend not in ("sim", "pynq"):
         raise ConfigError(f"--backend must be sim or pynq, not {s.backend!r}")
+    from .ilp import Budget            # refuse a malformed budget now, not after profiling
+    for metric in ("latency", "size", "energy"):
+        text = getattr(s, f"{metric}_budget")
+        if text is not None and not 0 < Budget.parse(text, metric).value < float("inf"):
+            raise ConfigError(f"--{metric}-budget {text!r} must be a finite number > 0")
 
 
 def _bundled_test() -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ModelError
 from .graph import SIGN_PRESERVING_OPS, Network, load_network
 from .hw.accelerator import quantize_multiplier
 from .transforms import fold_batchnorm
@@ -70,7 +70,7 @@ def _batches(x: np.ndarray, batch_size: int):
 
 
 def calibrate(network: Network, x: np.ndarray, method: str = "percentile", percentile: float = 99.99,
-              batch_size: int = 16, backend: str = "auto", progress: bool = False,
+              batch_size: int = 8, backend: str = "auto", progress: bool = False,
               tensors: list[str] | None = None) -> dict[str, TensorRange]:
     """Range of every quantizable layer's input tensor (or of ``tensors``) over images ``x``.
 
@@ -92,6 +92,9 @@ def calibrate(network: Network, x: np.ndarray, method: str = "percentile", perce
         out = executor.run(xb, outputs=tensors)
         for t in tensors:
             v = out[t]
+            if not np.isfinite(v).all():
+                raise ModelError(f"the model computes NaN or infinite values at tensor {t!r} on the "
+                                 f"calibration data; check its weights and the data's preprocessing")
             absmax[t] = max(absmax[t], float(np.abs(v).max()))
             minimum[t] = min(minimum[t], float(v.min()))
     clip = dict(absmax)
@@ -452,7 +455,7 @@ def _find_layer_node(graph, layer):
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
-def predict(model, x: np.ndarray, batch_size: int = 64, backend: str = "auto") -> np.ndarray:
+def predict(model, x: np.ndarray, batch_size: int = 16, backend: str = "auto") -> np.ndarray:
     """Logits of ``model`` (ModelProto or path) for images ``x``, in batches of ``batch_size``."""
     from .runtime import make_executor
 

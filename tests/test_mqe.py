@@ -26,6 +26,9 @@ def test_mask_weights_fraction_and_structure():
     zero_cols = [c for c in range(6) if np.all(s[:, c] == 0)]
     assert len(zero_cols) == 3 and (s == 0).sum() == 3 * 4 * 9
     assert np.array_equal(mask_weights(w, 0.0, rng), w)
+    dw = np.ones((8, 1, 3, 3), np.int8)       # depthwise: no input axis, whole filters go
+    d = mask_weights(dw, 0.5, rng, structured=True)
+    assert sorted({int(d[c].sum()) for c in range(8)}) == [0, 9] and (d == 0).sum() == 4 * 9
 
 
 def test_mqe_deterministic_and_positive(setup):

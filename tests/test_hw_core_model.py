@@ -1,0 +1,289 @@
+"""The core's functional model: element packing, stream layouts (checked against straight loop
+implementations of the documented order), arithmetic and validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ohq_pynq.errors import ConfigError, DataError
+from ohq_pynq.hw import core_model as cm
+
+CORE8 = cm.CoreConfig(bits=8, pe=4, simd=4, bus_bytes=8)
+CORE4 = cm.CoreConfig(bits=4, pe=4, simd=4, bus_bytes=16)
+
+
+def naive_conv(x, w, layer):
+    """Direct loops over the definition (int Python, no numpy tricks)."""
+    k, s = layer.kernel, layer.stride
+    pt, pl = layer.pads[0], layer.pads[1]
+    out = np.zeros((layer.oh, layer.ow, layer.cout), dtype=np.int64)
+    for oy in range(layer.oh):
+        for ox in range(layer.ow):
+            for c in range(layer.cout):
+                g = c // layer.cout_g
+                acc = 0
+                for ky in range(k):
+                    for kx in range(k):
+                        iy, ix = oy * s - pt + ky, ox * s - pl + kx
+                        if 0 <= iy < layer.h and 0 <= ix < layer.w:
+                            for i in range(layer.cin_g):
+                                acc += int(x[iy, ix, g * layer.cin_g + i]) * int(w[c, i, ky, kx])
+                out[oy, ox, c] = acc
+    return out
+
+
+def random_case(rng, bits, groups=1, k=3, s=1, pads=(1, 1, 1, 1), h=5, w=4):
+    layer = cm.ConvLayer(cin=3 * groups, cout=5 * groups, h=h, w=w, kernel=k, stride=s,
+                         pads=pads, groups=groups, in_signed=bool(rng.integers(2)),
+                         out_bits=int(rng.choice([4, 8])), out_signed=bool(rng.integers(2)),
+                         relu=bool(rng.integers(2)))
+    lo, hi = cm.act_range(bits, layer.in_signed)
+    x = rng.integers(lo, hi + 1, size=(h, w, layer.cin))
+    q = cm.weight_range(bits)[1]
+    wt = rng.integers(-q, q + 1, size=(layer.cout, layer.cin_g, k, k))
+    bias = rng.integers(-500, 500, size=layer.cout)
+    mult = rng.integers(1, 1 << 16, size=layer.cout)
+    shift = rng.integers(10, 20, size=layer.cout)
+    return layer, x, wt, bias, mult, shift
+
+
+@pytest.mark.parametrize("groups,k,s,pads", [(1, 3, 1, (1, 1, 1, 1)), (2, 3, 2, (0, 1, 2, 0)),
+                                             (3, 1, 1, (0, 0, 0, 0)), (1, 5, 2, (2, 2, 2, 2))])
+def test_conv_accumulate_matches_loops(groups, k, s, pads):
+    rng = np.random.default_rng(1)
+    layer, x, w, *_ = random_case(rng, 8, groups, k, s, pads, h=6, w=5)
+    assert np.array_equal(cm.conv_accumulate(x, w, layer), naive_conv(x, w, layer))
+
+
+def test_requantize_rounds_half_up_and_clamps():
+    r = cm.requantize
+    assert r([5], [1], [1], False, 8, True).tolist() == [3]        # 2.5 -> 3
+    assert r([-5], [1], [1], False, 8, True).tolist() == [-2]      # -2.5 -> -2 (half up)
+    assert r([-7], [1], [1], False, 8, True).tolist() == [-3]      # -3.5 -> -3
+    assert r([6], [3], [0], False, 8, True).tolist() == [18]       # shift 0: no rounding term
+    assert r([1000], [1], [1], False, 8, True).tolist() == [127]
+    assert r([-1000], [1], [1], False, 4, True).tolist() == [-8]
+    assert r([-1000], [1], [1], False, 8, False).tolist() == [0]
+    assert r([1000], [1], [1], False, 4, False).tolist() == [15]
+    assert r([-9], [1], [0], True, 8, True).tolist() == [0]
+    # 49-bit intermediate: largest int32 times largest multiplier.
+    big = r([2**31 - 1], [65535], [47], False, 8, False)
+    assert big.tolist() == [((2**31 - 1) * 65535 + (1 << 46)) >> 47]
+
+
+def test_wrap_int32():
+    assert cm.wrap_int32(np.array([2**31, -2**31 - 1, 5])).tolist() == [-2**31, 2**31 - 1, 5]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([4, 8]), st.booleans(), st.integers(0, 40), st.data())
+def test_pack_unpack_elements_roundtrip(bits, signed, half, data):
+    n = 2 * half
+    lo, hi = cm.act_range(bits, signed)
+    vals = np.array(data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)), dtype=np.int64)
+    packed = cm.pack_elements(vals, bits)
+    assert len(packed) == n * bits // 8
+    assert np.array_equal(cm.unpack_elements(packed, bits, n, signed), vals)
+
+
+def test_pack_elements_nibble_order():
+    assert cm.pack_elements(np.array([1, 2, -1, 7]), 4) == bytes([0x21, 0x7F])
+    assert cm.pack_elements(np.array([-1, 2]), 8) == bytes([0xFF, 0x02])
+
+
+def element_stream(data: bytes, bits: int) -> list[int]:
+    return cm.unpack_elements(data, bits, len(data) * 8 // bits, signed=True).tolist()
+
+
+@pytest.mark.parametrize("core", [CORE8, CORE4])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_and_activation_layout(core, groups):
+    rng = np.random.default_rng(2)
+    layer, x, w, bias, mult, shift = random_case(rng, core.bits, groups=groups)
+    geo = cm.geometry(layer, core)
+    # Weights: (group, tile, ky, kx, chunk, lane) words of ch channels, zero padded.
+    want = []
+    for g in range(layer.groups):
+        for t in range(geo.tiles_g):
+            for ky in range(layer.kernel):
+                for kx in range(layer.kernel):
+                    for c in range(geo.chunks_g):
+                        for lane in range(core.pe):
+                            o = t * core.pe + lane
+                            for e in range(core.ch):
+                                i = c * core.ch + e
+                                ok = o < layer.cout_g and i < layer.cin_g
+                                want.append(int(w[g * layer.cout_g + o, i, ky, kx]) if ok else 0)
+    assert element_stream(cm.pack_weights(w, layer, core), core.bits) == want
+    assert len(want) == geo.wpl * core.pe * core.ch
+    # Activations: NHWC, per pixel (group, chunk) words.
+    want = []
+    for y in range(layer.h):
+        for xx in range(layer.w):
+            for g in range(layer.groups):
+                for e in range(geo.chunks_g * core.ch):
+                    want.append(int(x[y, xx, g * layer.cin_g + e]) if e < layer.cin_g else 0)
+    got = cm.unpack_elements(cm.pack_activations(x, layer, core), core.bits, len(want),
+                             layer.in_signed).tolist()
+    assert got == want
+    # Whole stream: params, weights, activations, padding to a whole beat.
+    stream = cm.pack_input(x, w, bias, mult, shift, layer, core)
+    assert len(stream) == geo.in_beats * core.bus_bytes >= geo.in_bytes
+    rec = np.frombuffer(stream[:8 * geo.ntiles * core.pe], dtype=[("b", "<i4"), ("m", "<u2"),
+                                                                   ("s", "u1"), ("r", "u1")])
+    rec = rec.reshape(layer.groups, geo.tiles_g * core.pe)[:, :layer.cout_g].reshape(-1)
+    assert rec["b"].tolist() == bias.tolist() and rec["m"].tolist() == mult.tolist()
+    assert rec["s"].tolist() == shift.tolist() and not rec["r"].any()
+
+
+@pytest.mark.parametrize("cout,out_bits", [(5, 4), (5, 8), (8, 4)])
+def test_output_roundtrip(cout, out_bits):
+    layer = cm.ConvLayer(cin=2, cout=cout, h=3, w=3, kernel=1, out_bits=out_bits, out_signed=True)
+    rng = np.random.default_rng(3)
+    y = rng.integers(*cm.act_range(out_bits, True), size=(3, 3, cout), endpoint=True)
+    data = cm.pack_output(y, layer, CORE8)
+    geo = cm.geometry(layer, CORE8)
+    assert len(data) == geo.out_beats * 8 and geo.out_pixel_bytes == -(-cout * out_bits // 8)
+    assert np.array_equal(cm.unpack_output(data, layer, CORE8), y)
+
+
+def test_geometry_counts():
+    layer = cm.ConvLayer(cin=20, cout=9, h=7, w=6, kernel=3, stride=2, pads=(1, 1, 1, 1))
+    geo = cm.geometry(layer, CORE8)       # ch 4 -> 5 chunks; pe 4 -> 3 tiles
+    assert (geo.chunks_g, geo.tiles_g, geo.wpl) == (5, 3, 3 * 9 * 5)
+    assert geo.mac_steps == layer.oh * layer.ow * 3 * 9 * 5
+    assert geo.roof_cycles == layer.macs / 16
+    assert layer.oh == 4 and layer.ow == 3
+
+
+def test_check_layer_rejects_with_config_error():
+    ok = cm.ConvLayer(cin=4, cout=4, h=4, w=4, kernel=3, pads=(1, 1, 1, 1))
+    cm.check_layer(ok, CORE8)
+    bad = [dict(kernel=9, pads=(0, 0, 0, 0)), dict(stride=3), dict(pads=(3, 0, 0, 0)),
+           dict(groups=3), dict(out_bits=6), dict(w=2000)]
+    for change in bad:
+        import dataclasses
+        with pytest.raises(ConfigError):
+            cm.check_layer(dataclasses.replace(ok, **change), CORE8)
+    huge = cm.ConvLayer(cin=4096, cout=64, h=1, w=1)
+    with pytest.raises(ConfigError, match="split the layer"):
+        cm.check_layer(huge, CORE8)
+    with pytest.raises(ConfigError):
+        cm.CoreConfig(bits=6)
+    with pytest.raises(ConfigError):
+        cm.CoreConfig(pe=3)
+
+
+def test_reference_validates_ranges():
+    rng = np.random.default_rng(4)
+    layer, x, w, bias, mult, shift = random_case(rng, 8)
+    w = w.copy()
+    w[0, 0, 0, 0] = -128                  # narrow range: -128 is not a valid int8 weight
+    with pytest.raises(DataError, match="weights"):
+        cm.conv_reference(x, w, bias, mult, shift, layer, 8)
+    with pytest.raises(DataError, match="shape"):
+        cm.conv_reference(x[:, :, :1], w, bias, mult, shift, layer, 8)
+    with pytest.raises(DataError, match="shift"):
+        cm.conv_reference(x, np.zeros_like(w), bias, mult, shift + 40, layer, 8)
+
+
+def test_reference_end_to_end_against_loops():
+    rng = np.random.default_rng(5)
+    for bits in (4, 8):
+        layer, x, w, bias, mult, shift = random_case(rng, bits, groups=2, s=2)
+        acc = cm.wrap_int32(naive_conv(x, w, layer) + bias)
+        want = cm.requantize(acc, mult, shift, layer.relu, layer.out_bits, layer.out_signed)
+        got = cm.conv_reference(x, w, bias, mult, shift, layer, bits)
+        assert np.array_equal(got, want)
+        lo, hi = cm.act_range(layer.out_bits, layer.out_signed)
+        assert got.min() >= lo and got.max() <= hi
+
+
+def test_from_registers():
+    regs = {"BITS": 4, "PE": 8, "SIMD": 8, "BUS_BYTES": 16, "MAX_K": 7, "LB_ROWS": 9,
+            "MAX_ROW_WORDS": 512, "MAX_WDEPTH": 2048, "MAX_TILES": 128}
+    core = cm.CoreConfig.from_registers(regs.__getitem__)
+    assert core.ch == 16 and core.macs_per_cycle == 128 and core.max_wdepth == 2048
+
+
+@pytest.mark.parametrize("core", [CORE8, CORE4, cm.CoreConfig(bits=8, pe=8, simd=4)])
+def test_depthwise_layout(core):
+    rng = np.random.default_rng(6)
+    c, k = 11, 3
+    layer = cm.ConvLayer(cin=c, cout=c, h=4, w=3, kernel=k, pads=(1, 1, 1, 1), groups=c)
+    geo = cm.geometry(layer, core)
+    x = rng.integers(-128 >> (8 - core.bits), 127 >> (8 - core.bits), size=(4, 3, c), endpoint=True)
+    q = cm.weight_range(core.bits)[1]
+    w = rng.integers(-q, q, size=(c, 1, k, k), endpoint=True)
+    if core.pe > core.ch:        # a tile would span two words: generic grouped layout
+        assert not geo.depthwise and geo.cpp == c
+        return
+    assert geo.depthwise and geo.cpp == -(-c // core.ch) and geo.chunks_g == 1
+    assert geo.mac_steps == layer.oh * layer.ow * -(-c // core.pe) * k * k
+    want = []
+    for t in range(geo.tiles_g):
+        for ky in range(k):
+            for kx in range(k):
+                for lane in range(core.pe):
+                    ch_ = t * core.pe + lane
+                    for e in range(core.ch):
+                        want.append(int(w[ch_, 0, ky, kx]) if ch_ < c and e == ch_ % core.ch else 0)
+    assert element_stream(cm.pack_weights(w, layer, core), core.bits) == want
+    dense = cm.unpack_elements(cm.pack_activations(x, layer, core), core.bits,
+                               4 * 3 * geo.cpp * core.ch, True).reshape(4, 3, -1)
+    assert np.array_equal(dense[..., :c], x) and not dense[..., c:].any()
+
+
+def test_cycles_reference_matches_the_schedule():
+    """vivado/cycles_reference.json (measured on the RTL) agrees with the geometry: MAC-active
+    cycles are exactly the MAC steps, and with no stalls the total is 34 setup/drain cycles +
+    MAC steps + loading params, weights and the first input rows at min(BUS, SIMD) bytes/cycle."""
+    import json
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).resolve().parents[1] / "vivado" / "cycles_reference.json").read_text())
+    assert len(rows) >= 20 and {r["bits"] for r in rows} == {4, 8}
+    for r in rows:
+        core = cm.CoreConfig(bits=r["bits"], pe=r["pe"], simd=r["simd"], bus_bytes=r["bus_bytes"])
+        layer = cm.ConvLayer(cin=r["cin"], cout=r["cout"], h=r["h"], w=r["w"], kernel=r["kernel"],
+                             stride=r["stride"], pads=tuple(r["pads"]), groups=r["groups"])
+        geo = cm.geometry(layer, core)
+        assert r["mac_active_cycles"] == geo.mac_steps, r["name"]
+        assert r["roof_cycles"] == pytest.approx(geo.roof_cycles)
+        rate = min(core.bus_bytes, core.simd)
+        first_rows = min(layer.kernel - layer.pads[0], layer.h)
+        load = (8 * geo.ntiles * core.pe + core.simd * core.pe * geo.wpl
+                + first_rows * geo.row_words * core.simd) / rate
+        assert abs(r["rtl_cycles"] - (geo.mac_steps + load) - 34) <= 2, r["name"]
+    filled = [r for r in rows if r["name"] == "resnet_3x3_64"]
+    assert len(filled) == 2 and all(r["utilisation"] >= 0.9 for r in filled)
+
+
+def test_boards_json_cores_are_valid_and_fit():
+    """ohq_pynq/hw/boards.json (vivado/tools/make_boards.py): every board has a valid int4 and
+    int8 core on the board's stream width, estimated to fit, and ResNet-18-sized rows fit the
+    line buffer; the Vivado flow's Tcl variables come out of it."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "ohq_pynq" / "hw" / "boards.json").read_text())
+    assert set(data["boards"]) == {"pynq-z2", "ultra96v2", "zcu104", "kv260"}
+    for name, b in data["boards"].items():
+        assert b["fits"] and max(b["estimated_use"].values()) <= 0.8, name
+        for bits in (4, 8):
+            c = b["cores"][str(bits)]
+            core = cm.CoreConfig(bits=bits, **{k: c[k] for k in (
+                "pe", "simd", "bus_bytes", "max_k", "lb_rows", "max_row_words", "max_wdepth", "max_tiles")})
+            assert core.bus_bytes == b["bus_bytes"]
+            for hw, ch in ((56, 64), (28, 128), (14, 256), (7, 512)):
+                layer = cm.ConvLayer(cin=ch, cout=ch, h=hw, w=hw, kernel=3, pads=(1, 1, 1, 1))
+                assert cm.geometry(layer, core).row_words <= core.max_row_words, (name, bits, hw)
+        tcl = subprocess.run([sys.executable, str(root / "vivado" / "tools" / "board_tcl.py"),
+                              str(root / "ohq_pynq" / "hw" / "boards.json"), name],
+                             capture_output=True, text=True, check=True).stdout
+        assert f"set part {b['part']}" in tcl and "set core_params(4) {PE " in tcl

@@ -1,0 +1,109 @@
+"""Resource estimate of ohq_conv configurations with yosys `synth_xilinx` (`make synth-estimate`).
+
+For each configuration: synthesise for 7-series (xc7) or UltraScale+ (xcup), count LUTs
+(LUT1..LUT6 incl. LUT-RAM/SRL cells), flip-flops, DSP48 slices and block RAMs (RAMB36 = 1,
+RAMB18 = 0.5), print a table and write vivado/build/synth_estimate.json. yosys' mapping is
+not Vivado's; treat the figures as estimates (typically within ~20-30% for LUTs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+VIVADO = Path(__file__).resolve().parents[1]
+RTL = VIVADO / "rtl"
+SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v"]
+
+# name -> (family, parameters); the per-board candidates of ohq_pynq/hw/boards.json.
+M1K = dict(MAX_ROW_WORDS=1024, MAX_WDEPTH=1024, MAX_TILES=256)
+CONFIGS = {
+    # PYNQ-Z2 (xc7z020, 64-bit HP port)
+    "z7_int8_pe8_simd8": ("xc7", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
+    "z7_int4_pe8_simd8": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
+    # Ultra96-V2 (xczu3eg, 128-bit HP port)
+    "zu_int8_pe8_simd16": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
+    "zu_int4_pe8_simd16": ("xcup", dict(BITS=4, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
+    # ZCU104 (xczu7ev), KV260 (xck26)
+    "zu_int8_pe16_simd16": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
+    "zu_int4_pe16_simd16": ("xcup", dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
+    # KV260 (xck26: 144 BRAM36): half-depth memories
+    "zu_int8_pe16_simd16_m512": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
+                                              MAX_WDEPTH=512, MAX_TILES=128)),
+    "zu_int8_pe16_simd16_w256": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
+                                              MAX_WDEPTH=256, MAX_TILES=128)),
+    "zu_int8_pe8_simd16_m512": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
+                                             MAX_WDEPTH=512, MAX_TILES=128)),
+}
+
+
+def yosys_script(family: str, params: dict) -> str:
+    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+    reads = "; ".join(f"read_verilog -I{RTL} {RTL / s}" for s in SOURCES)
+    return (f"{reads}; chparam {chparam} ohq_conv; synth_xilinx -top ohq_conv -family {family} "
+            f"-flatten; tee -q -o {{stat}} stat")
+
+
+def parse_stat(text: str) -> dict:
+    cells: dict[str, int] = {}
+    for m in re.finditer(r"^\s+(\d+)\s+(\$?\w+)\s*$|^\s+(\$?\w+)\s+(\d+)\s*$", text, re.M):
+        if m.group(1):
+            cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
+        else:
+            cells[m.group(3)] = cells.get(m.group(3), 0) + int(m.group(4))
+    lut = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "SRL")))
+    ff = sum(v for k, v in cells.items() if re.fullmatch(r"FD[CPRS]E?(_1)?", k))
+    dsp = sum(v for k, v in cells.items() if k.startswith("DSP48"))
+    bram = sum(v for k, v in cells.items() if k.startswith("RAMB36")) + \
+        0.5 * sum(v for k, v in cells.items() if k.startswith("RAMB18"))
+    return {"lut": lut + lutram, "lutram_cells": lutram, "ff": ff, "dsp": dsp, "bram36": bram,
+            "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")), "cells": cells}
+
+
+def run(name: str, family: str, params: dict) -> dict:
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        stat = Path(tmp) / "stat.txt"
+        proc = subprocess.run(["yosys", "-q", "-p", yosys_script(family, params).format(stat=stat)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode or not stat.exists():
+            raise SystemExit(f"yosys failed for {name}:\n{proc.stderr[-2000:]}")
+        text = stat.read_text()
+    idx = text.rfind("=== ohq_conv ===")
+    res = parse_stat(text[idx:] if idx >= 0 else text)
+    return {"name": name, "family": family, **params, **res, "seconds": round(time.time() - t0)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="substring filter on configuration names")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=VIVADO / "build" / "synth_estimate.json")
+    args = parser.parse_args(argv)
+    if shutil.which("yosys") is None:
+        print("yosys is not installed (apt install yosys)", file=sys.stderr)
+        return 1
+    todo = [(n, *c) for n, c in CONFIGS.items() if not args.only or args.only in n]
+    with ThreadPoolExecutor(args.jobs) as ex:
+        rows = list(ex.map(lambda t: run(*t), todo))
+    print(f"{'config':22s} {'LUT':>7s} {'FF':>7s} {'DSP':>5s} {'BRAM36':>6s}")
+    for r in rows:
+        print(f"{r['name']:22s} {r['lut']:7d} {r['ff']:7d} {r['dsp']:5d} {r['bram36']:6.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    merged = {r["name"]: r for r in old}
+    merged.update({r["name"]: r for r in rows})
+    args.out.write_text(json.dumps(list(merged.values()), indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .fileio import atomic_write, file_sha256, read_json, write_json
+from .runtime import release_memory
 
 STATE_SCHEMA = 1
 SUMMARY_SCHEMA = 1
@@ -205,19 +206,6 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     render(summary, out)
     log(f"report: {out / 'report.html'}")
     return summary
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so the
-    next stage starts from a small resident set on a 0.5-4 GiB board."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):     # not glibc (musl, macOS): nothing to trim
-        pass
 
 
 def _check_settings(s: Settings) -> None:

@@ -183,3 +183,16 @@ def make_executor(model: Any, backend: str = "auto", *, threads: int | None = No
     if chosen == "onnxruntime":
         return OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion)
     return NumpyExecutor(model, memory_bytes=memory_bytes)
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so the
+    next stage starts from a small resident set on a 0.5-4 GiB board."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):     # not glibc (musl, macOS): nothing to trim
+        pass

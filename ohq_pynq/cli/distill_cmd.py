@@ -36,10 +36,12 @@ def run(args) -> int:
     from ..engine import Engine
     from ..fileio import atomic_write
     from ..graph import load_model
+    from ..runtime import release_memory
 
     model = load_model(args.model, args.input_shape)
     engine = Engine(model, keep_model=False)
     del model
+    release_memory()              # the checked/shape-inferred protos are garbage now
     if args.calib:
         from ..data import load_data
 

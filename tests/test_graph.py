@@ -154,3 +154,39 @@ def test_huge_declared_initializer(small_cnn):
     t.dims.extend([1 << 20, 1 << 20])
     with pytest.raises(ModelError, match="GiB"):
         load_network(m)
+
+
+# --- real exports: the bundled reference models and the 224x224 layouts -------------------------
+from ohq_pynq.models import list_models, model_info, model_path  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reference_models(name):
+    info = model_info(name)
+    net = load_network(model_path(name))
+    assert net.input_shape == tuple(info["input_shape"][1:])
+    assert net.total_macs == info["macs"]
+    # BN-kept exports add no parameters to the quantizable layers beyond conv weights (+fc bias)
+    assert net.total_params <= info["params"]
+    assert len(net.layers) == (13 if "resnet" in name else 34)
+    assert (len(net.batchnorm_nodes) > 0) == (info["batchnorm"] == "kept")
+    first, last = net.layers[0], net.layers[-1]
+    assert first.producers == [] and last.consumers == [] and last.cout == 100
+    assert all(l.producers for l in net.layers[1:])          # every later layer is reached from one
+    if "mbv3" in name:
+        assert any(l.depthwise for l in net.layers) and any(l.kernel == (5, 5) for l in net.layers)
+
+
+@pytest.mark.parametrize("arch,layers,macs,params", [
+    # torchvision: ResNet-18 11,689,512 parameters of which 9,600 are BN scale/shift (4,800 channels);
+    # folding turns those channels into conv biases (+4,800)
+    ("resnet18", 21, 1_814_073_344, {"kept": 11_679_912, "folded": 11_684_712}),
+    ("mobilenet_v3_small", 54, 56_510_400, {"kept": 2_530_744, "folded": 2_536_800})])
+@pytest.mark.parametrize("bn", ["kept", "folded"])
+def test_224_layouts(arch, layers, macs, params, bn):
+    from ohq_pynq import zoo
+    net = load_network(zoo.build(arch, resolution=224, batchnorm=bn))
+    assert len(net.layers) == layers and net.input_shape == (3, 224, 224)
+    assert net.total_macs == macs and net.total_params == params[bn]
+    assert net.layers[-1].op == "Gemm" and net.layers[-1].cout == 1000
+    assert (len(net.batchnorm_nodes) > 0) == (bn == "kept")

@@ -17,6 +17,7 @@ from .errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_ABS_VALUE = 1e4     # |x| above this is not a preprocessed image (raw 16-bit data, garbage)
 
 
 def load_data(path, input_shape: tuple[int, ...] | None = None, mean=None, std=None,
@@ -61,6 +62,10 @@ def _load_npz(path: Path, limit):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{path}: x contains NaN or infinite values")
+    peak = float(np.abs(x).max())
+    if peak > MAX_ABS_VALUE:
+        raise DataError(f"{path}: x has values up to {peak:.4g}; images must be preprocessed "
+                        f"(normalised) the way the model expects, e.g. (pixel/255 - mean) / std")
     if y is not None:
         if y.shape[:1] != x.shape[:1] or y.dtype.kind not in "iu":
             raise DataError(f"{path}: y must be {len(x)} integer labels, got {y.dtype} {y.shape}")

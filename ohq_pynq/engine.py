@@ -1059,7 +1059,7 @@ class Engine:
         runtime: list[_Node] = []
         for nd in nodes:
             if all((not i) or i in const_names for i in nd.inputs):
-                outs, _, _ = nd.spec.forward(nd, [consts[i] if i else None for i in nd.inputs], False)
+                outs, _, _ = _run_node(nd, [consts[i] if i else None for i in nd.inputs], False)
                 for o, v in zip(nd.outputs, outs):
                     if o:
                         v = np.asarray(v)
@@ -1144,7 +1144,7 @@ class Engine:
         changed = set(overrides)
         for nd in self._folded:
             if any(i in changed for i in nd.inputs) and not all(o in overrides for o in nd.outputs):
-                outs, _, _ = nd.spec.forward(nd, [env[i] if i else None for i in nd.inputs], False)
+                outs, _, _ = _run_node(nd, [env[i] if i else None for i in nd.inputs], False)
                 for o, v in zip(nd.outputs, outs):
                     if o:
                         env[o] = np.asarray(v).astype(self.dtype) if np.asarray(v).dtype.kind == "f" else v
@@ -1210,7 +1210,7 @@ class Engine:
                 else:
                     ins.append(env[i])
             grad_node = record and nd.spec.differentiable and any(i in requires for i in nd.inputs)
-            outs, saved, scratch = nd.spec.forward(nd, ins, grad_node)
+            outs, saved, scratch = _run_node(nd, ins, grad_node)
             del ins
             for o, v in zip(nd.outputs, outs):
                 if o:
@@ -1302,7 +1302,7 @@ class Engine:
         if batch_size is None:
             try:
                 batch_size = self.auto_batch(feeds[self.input_name].shape, outputs) if n > 1 else 1
-            except (ValueError, IndexError):   # graph hard-codes its batch size: run it whole
+            except (ValueError, IndexError, ModelError):   # graph hard-codes its batch size: run it whole
                 batch_size = n
         batch_size = max(1, int(batch_size))
         env = self._consts_with(overrides)
@@ -1317,6 +1317,21 @@ class Engine:
                 parts[o].append(vals[o])
             del vals
         return {o: (np.concatenate(p, axis=0) if np.ndim(p[0]) else p[0]) for o, p in parts.items()}
+
+
+# numpy's complaints about shapes/values a malformed graph feeds a node (not MemoryError).
+_NODE_ERRORS = (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError)
+
+
+def _run_node(nd, ins, grad):
+    """``nd.spec.forward`` with numpy shape/value errors turned into one ModelError naming the node."""
+    try:
+        return nd.spec.forward(nd, ins, grad)
+    except _NODE_ERRORS as err:
+        shapes = ", ".join("-" if v is None else str(tuple(np.shape(v))) for v in ins)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"node {nd.name!r} ({nd.op}) cannot run on inputs of shape {shapes}: "
+                         f"{first}") from err
 
 
 def _nbytes(obj, skip_ids=frozenset()) -> int:

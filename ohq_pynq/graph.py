@@ -207,6 +207,7 @@ def load_model(model, input_shape=None):
 
     proto, source = _read_proto(model)
     _check_size(proto, source)
+    _check_initializers(proto, source)
     try:
         onnx.checker.check_model(proto)
     except Exception as err:  # onnx.checker.ValidationError and C++ errors surface variously
@@ -288,6 +289,68 @@ def _check_size(proto, source: str) -> None:
         if total > MAX_MODEL_BYTES:
             raise ModelError(f"{source}: weights declare more than {MAX_MODEL_BYTES / 2**30:.0f} GiB "
                              f"(initializer {t.name!r} has dims {list(t.dims)})")
+
+
+def _element_type(data_type: int):
+    """numpy dtype of an ONNX element type, or None when ohq-pynq cannot use it."""
+    import onnx
+
+    if data_type in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING):
+        return None
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
+    except Exception:  # unknown enum value (KeyError / ValueError variously)
+        return None
+    return dtype if dtype.kind in "biufc" or data_type in (
+        onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
+        onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ) else None
+
+
+def _check_initializers(proto, source: str) -> None:
+    """Every initializer (and Constant value) has a numeric type, exactly as many stored elements
+    as its dims declare, and (floats) finite values: checked before anything decodes them."""
+    import onnx
+
+    from .errors import ModelError
+
+    T = onnx.TensorProto
+    tensors = [(t, f"initializer {t.name!r}") for t in proto.graph.initializer]
+    for n in proto.graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                    tensors.append((a.t, f"Constant {n.name or n.output[0]!r}"))
+    for t, what in tensors:
+        if t.data_location == T.EXTERNAL and not t.raw_data:
+            continue  # not loaded (a ModelProto given in memory): the checker/loader handles it
+        dtype = _element_type(t.data_type)
+        name = T.DataType.Name(t.data_type) if t.data_type in T.DataType.values() else str(t.data_type)
+        if dtype is None:
+            raise ModelError(f"{source}: {what} has element type {name}, which is not a numeric "
+                             f"tensor type ohq-pynq can use")
+        numel = _numel(t.dims)
+        nibbles = t.data_type in (T.INT4, T.UINT4)
+        if t.raw_data:
+            want = (numel + 1) // 2 if nibbles else numel * dtype.itemsize
+            have = len(t.raw_data)
+        else:
+            want = (numel + 1) // 2 if nibbles else numel * (2 if dtype.kind == "c" else 1)
+            have = (len(t.float_data) + len(t.int32_data) + len(t.int64_data) + len(t.double_data)
+                    + len(t.uint64_data))
+        if have != want:
+            raise ModelError(f"{source}: {what} declares dims {list(t.dims)} ({numel} {name} "
+                             f"elements) but stores {have} {'bytes' if t.raw_data else 'values'} "
+                             f"instead of {want}; the file is damaged or was written incorrectly")
+        if dtype.kind == "f" and t.data_type in (T.FLOAT, T.DOUBLE, T.FLOAT16):
+            if t.raw_data:
+                flat = np.frombuffer(t.raw_data, dtype=dtype.newbyteorder("<"))
+            elif t.data_type == T.FLOAT16:
+                flat = np.asarray(t.int32_data, dtype=np.uint16).view(np.float16)
+            else:
+                flat = np.asarray(t.double_data if t.data_type == T.DOUBLE else t.float_data)
+            for s in range(0, flat.size, 1 << 22):   # bounded temporary memory
+                if not np.isfinite(flat[s:s + (1 << 22)]).all():
+                    raise ModelError(f"{source}: {what} contains NaN or infinite values")
 
 
 def _check_ops(proto) -> None:

@@ -251,8 +251,12 @@ class Problem:
 
 
 def make_problem(sensitivity, profile: Profile | str | os.PathLike,
-                 bits: Iterable[int] = DEFAULT_BITS) -> Problem:
+                 bits: Iterable[int] = DEFAULT_BITS, latency: str | float = "median") -> Problem:
     """Join a sensitivity file/mapping with a profile for the candidate ``bits``.
+
+    ``latency`` picks the per-layer seconds the ILP uses: ``"median"`` (default), ``"p90"``
+    (the 90th percentile OQA stores) or ``"spread:K"`` (median + K x spread): the conservative
+    choices keep a latency budget on noisy hardware (see :meth:`ohq_pynq.profile.BitCost.latency`).
 
     Both must cover exactly the same layers (ConfigError otherwise). A placeholder profile emits a
     ``UserWarning``: its costs are estimates, not measurements.
@@ -283,7 +287,7 @@ def make_problem(sensitivity, profile: Profile | str | os.PathLike,
             raise ConfigError(f"the profile has no measurement of layer {n!r} at {lacking} bits; "
                               f"profile bit-widths: {list(profile.bits)}")
     cost = [[profile.layers[n][b] for b in bits] for n in names]
-    seconds = np.array([[c.seconds for c in row] for row in cost], dtype=np.float64)
+    seconds = np.array([[c.latency(latency) for c in row] for row in cost], dtype=np.float64)
     joules = (np.array([[c.joules for c in row] for row in cost], dtype=np.float64)
               if all(c.joules is not None for row in cost for c in row) else None)
     size = (np.array([[c.weight_bytes for c in row] for row in cost], dtype=np.float64)
@@ -292,9 +296,12 @@ def make_problem(sensitivity, profile: Profile | str | os.PathLike,
     if profile.placeholder:
         warnings.warn("the profile is a MAC/bytes placeholder estimate, not a measurement on the board; "
                       "run `python -m ohq_pynq profile` for real costs", UserWarning, stacklevel=2)
+    hardware = dict(profile.hardware)
+    if latency != "median":
+        hardware["latency_estimate"] = str(latency)
     return Problem(names=names, bits=bits, sensitivity=S, seconds=seconds, joules=joules, size_bytes=size,
                    placeholder=profile.placeholder, sensitivity_meta=dict(meta),
-                   hardware=dict(profile.hardware))
+                   hardware=hardware)
 
 
 def _some(names: list[str], k: int = 5) -> str:

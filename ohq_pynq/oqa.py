@@ -9,6 +9,17 @@ deterministic backend such as the simulator, whose repeats are identical). The p
 median cycles, seconds and joules, the spread (max - min) of cycles, the bytes moved over the
 streams and the packed weight bytes. Outputs go to ``out_bits = bits``.
 
+Noisy hardware: on a non-deterministic backend a (layer, bits) whose cycle spread exceeds
+``max_spread`` x median (and :data:`MIN_SPREAD_CYCLES`) is unstable; it is measured again,
+``repeats`` runs at a time, up to ``max_repeats`` runs. The profile records the relative spread,
+the 90th percentiles (``cycles_p90``, ``seconds_p90``) and ``"unstable": true`` when the limit is
+reached still above the threshold; the ILP can then budget with a conservative latency
+(:func:`ohq_pynq.ilp.make_problem` ``latency="p90"`` or ``"spread:K"``).
+
+Power rails that fail mid-run (the accelerator reports ``energy_error``) leave the latency
+valid: the profile's joules become null and ``metadata["oqa"]["energy"]`` says why. Cached
+entries without energy are measured again once the board has working rails.
+
 Every measurement is cached on disk (atomic JSON, written after each layer x bits) under the key
 (model SHA-256, layer, bits, hardware id, bitstream SHA-256): a rerun measures only what is
 missing, a killed run resumes where it stopped, and a different board, clock or bitstream never
@@ -31,6 +42,9 @@ from .profile import BitCost, Profile, save_profile
 
 CACHE_SCHEMA = 1
 DEFAULT_REPEATS = 5
+DEFAULT_MAX_SPREAD = 0.05     # unstable: (max - min) cycles above 5 % of the median ...
+MIN_SPREAD_CYCLES = 100       # ... and above 100 cycles (1 us at 100 MHz: below ILP relevance)
+MAX_REPEATS_FACTOR = 4        # default limit of runs per (layer, bits): 4 x repeats
 
 
 def model_sha256(model) -> str:
@@ -59,8 +73,29 @@ class MeasurementCache:
                     raise ConfigError(f"OQA cache {self.path} has no entries object")
                 self.entries = entries
             except ConfigError as err:
-                warnings.warn(f"{err}; starting an empty cache", stacklevel=2)
+                aside = self._set_aside()
+                warnings.warn(f"{err}; moved it to {aside.name} and starting an empty cache",
+                              stacklevel=2)
                 self.entries = {}
+            else:
+                bad = [k for k, v in self.entries.items() if not _valid_entry(v)]
+                if bad:
+                    aside = self._set_aside()
+                    warnings.warn(f"OQA cache {self.path}: {len(bad)} damaged entr"
+                                  f"{'y' if len(bad) == 1 else 'ies'} (e.g. {bad[0]!r}) will be "
+                                  f"measured again; the original is kept as {aside.name}",
+                                  stacklevel=2)
+                    for k in bad:
+                        del self.entries[k]
+
+    def _set_aside(self) -> Path:
+        """Rename the damaged cache file to ``<name>.corrupt-<n>`` (kept for inspection)."""
+        n = 1
+        while self.path.with_name(f"{self.path.name}.corrupt-{n}").exists():
+            n += 1
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{n}")
+        os.replace(self.path, aside)
+        return aside
 
     @staticmethod
     def key(model_hash: str, layer: str, bits: int, hardware_id: str, bitstream: str | None) -> str:
@@ -73,6 +108,27 @@ class MeasurementCache:
         self.entries[key] = entry
         if self.path is not None:
             write_json(self.path, {"schema": CACHE_SCHEMA, "entries": self.entries})
+
+
+_SAMPLE_KEYS = ("cycles", "seconds", "bytes_in", "bytes_out")
+
+
+def _valid_entry(entry) -> bool:
+    """A cache entry a measurement can be rebuilt from: samples with finite, non-negative numbers."""
+    import math
+
+    if not isinstance(entry, dict) or not isinstance(entry.get("samples"), list):
+        return False
+    for smp in entry["samples"]:
+        if not isinstance(smp, dict):
+            return False
+        for k in _SAMPLE_KEYS + ("joules",):
+            v = smp.get(k)
+            if k == "joules" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                return False
+    return True
 
 
 def layer_inputs(network, layer, bits: int, signed: bool, seed: int = 0):
@@ -98,14 +154,37 @@ def _median(values):
     return float(statistics.median(values))
 
 
-def summarize(samples: list[dict], weight_bytes: int) -> BitCost:
-    """Median / spread of raw repeats -> one :class:`BitCost`."""
+def _p90(values) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), 90))
+
+
+def relative_spread(samples: list[dict]) -> float:
+    """(max - min) / median of the cycles of raw repeats (0 for one sample)."""
+    cyc = [s["cycles"] for s in samples]
+    med = _median(cyc)
+    return float(max(cyc) - min(cyc)) / med if med > 0 else 0.0
+
+
+def is_unstable(samples: list[dict], max_spread: float) -> bool:
+    """Cycle spread above ``max_spread`` x median and above :data:`MIN_SPREAD_CYCLES`."""
+    cyc = [s["cycles"] for s in samples]
+    return (len(cyc) > 1 and max(cyc) - min(cyc) > MIN_SPREAD_CYCLES
+            and relative_spread(samples) > max_spread)
+
+
+def summarize(samples: list[dict], weight_bytes: int, unstable: bool | None = None) -> BitCost:
+    """Median / spread / 90th percentile of raw repeats -> one :class:`BitCost`."""
     cyc = [s["cycles"] for s in samples]
     sec = [s["seconds"] for s in samples]
     jou = [s["joules"] for s in samples]
     joules = None if any(j is None for j in jou) else _median(jou)
     extra = {"repeats": len(samples), "runs": samples[0].get("runs", 1),
              "bytes_in": samples[0]["bytes_in"], "bytes_out": samples[0]["bytes_out"]}
+    if len(samples) > 1:
+        extra.update(cycles_p90=_p90(cyc), seconds_p90=_p90(sec),
+                     spread_rel=round(relative_spread(samples), 6))
+    if unstable:
+        extra["unstable"] = True
     if joules is not None and len(jou) > 1:
         extra["joules_spread"] = float(max(jou) - min(jou))
     return BitCost(cycles=_median(cyc), seconds=_median(sec), joules=joules,
@@ -117,13 +196,25 @@ def summarize(samples: list[dict], weight_bytes: int) -> BitCost:
 def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_REPEATS,
                     cache: str | os.PathLike | MeasurementCache | None = None, out=None,
                     input_shape=None, seed: int = 0, progress: bool = False,
-                    layers: list[str] | None = None) -> Profile:
+                    layers: list[str] | None = None, max_spread: float = DEFAULT_MAX_SPREAD,
+                    max_repeats: int | None = None) -> Profile:
     """Measure every quantizable layer of ``model`` (path or ModelProto) at each of ``bits`` on
-    ``accelerator``; return the :class:`Profile` and write it to ``out`` if given."""
+    ``accelerator``; return the :class:`Profile` and write it to ``out`` if given.
+
+    ``max_spread``/``max_repeats``: an unstable (layer, bits) is measured again, ``repeats``
+    runs at a time, up to ``max_repeats`` runs (default ``4 * repeats``; see the module doc)."""
+    import math
+
     from .quant import nonnegative_tensors, prepare
 
-    if repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be at least 1, not {repeats}.")
+    if max_repeats is None:
+        max_repeats = MAX_REPEATS_FACTOR * repeats
+    if isinstance(max_repeats, bool) or not isinstance(max_repeats, int) or max_repeats < repeats:
+        raise ConfigError(f"max_repeats ({max_repeats}) must be a whole number >= repeats ({repeats}).")
+    if not (isinstance(max_spread, (int, float)) and math.isfinite(max_spread) and max_spread > 0):
+        raise ConfigError(f"max_spread must be a finite number > 0 (e.g. 0.05), not {max_spread!r}.")
     bits = sorted({int(b) for b in bits})
     info = accelerator.describe()
     missing = [b for b in bits if b not in info.cores]
@@ -140,36 +231,54 @@ def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_R
         if unknown:
             raise ConfigError(f"no quantizable layer(s) named {', '.join(map(repr, unknown))}.")
     need = 1 if info.deterministic else repeats
+    limit = need if info.deterministic else max_repeats
     pairs = [(l, b) for l in todo for b in bits]
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(pairs), desc="oqa", unit="layer", leave=False)
     result: dict[str, dict[int, BitCost]] = {}
-    measured = 0
+    measured = n_unstable = 0
     t_start = time.perf_counter()
     try:
         for layer, b in pairs:
             key = MeasurementCache.key(mhash, layer.name, b, info.hardware_id, info.bitstream_sha256)
             entry = cache.get(key) or {"samples": []}
             samples = list(entry.get("samples", []))
-            if len(samples) < need:
+            if info.has_energy:     # measured while the rails were down: measure again
+                samples = [smp for smp in samples if smp.get("joules") is not None]
+            settled = bool(entry.get("settled")) and len(samples) == len(entry.get("samples", []))
+            todo_runs = need - len(samples)
+            if todo_runs <= 0 and not settled and len(samples) < limit \
+                    and is_unstable(samples[:max(need, len(samples))], max_spread):
+                todo_runs = min(need, limit - len(samples))
+            if todo_runs > 0:
                 signed = layer.input not in unsigned
                 try:
                     x, w, rq = layer_inputs(net, layer, b, signed, seed)
                     t0 = time.perf_counter()
-                    for _ in range(need - len(samples)):
-                        _, m = accelerator.run_layer(layer, b, x, w, rq)
-                        samples.append({"cycles": int(m.cycles), "seconds": float(m.seconds),
-                                        "joules": None if m.joules is None else float(m.joules),
-                                        "bytes_in": int(m.bytes_in), "bytes_out": int(m.bytes_out),
-                                        "runs": int(m.runs)})
+                    while todo_runs > 0:
+                        for _ in range(todo_runs):
+                            _, m = accelerator.run_layer(layer, b, x, w, rq)
+                            samples.append({"cycles": int(m.cycles), "seconds": float(m.seconds),
+                                            "joules": None if m.joules is None else float(m.joules),
+                                            "bytes_in": int(m.bytes_in), "bytes_out": int(m.bytes_out),
+                                            "runs": int(m.runs)})
+                        # Unstable (spread above the threshold): repeat, up to the limit.
+                        todo_runs = (min(need, limit - len(samples))
+                                     if is_unstable(samples, max_spread) else 0)
                     measured += 1
                 except OhqError as err:
                     raise type(err)(f"layer {layer.name!r} at {b} bits: {err}") from None
-                cache.put(key, {"layer": layer.name, "bits": b, "samples": samples,
+                cache.put(key, {"layer": layer.name, "bits": b, "samples": samples, "settled": True,
                                 "wall_seconds": time.perf_counter() - t0})
-            result.setdefault(layer.name, {})[b] = summarize(samples[:need], layer.weight_bytes(b))
+            used = samples[:need]
+            if is_unstable(used, max_spread):
+                used = samples[:limit]
+            unstable = not info.deterministic and is_unstable(used, max_spread)
+            if unstable:
+                n_unstable += 1
+            result.setdefault(layer.name, {})[b] = summarize(used, layer.weight_bytes(b), unstable)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -179,6 +288,19 @@ def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_R
                 "oqa": {"repeats": need, "requested_repeats": repeats, "seed": seed,
                         "bits": bits, "measured": measured, "cached": len(pairs) - measured,
                         "wall_seconds": round(time.perf_counter() - t_start, 3)}}
+    if not info.deterministic:
+        metadata["oqa"].update(max_spread=max_spread, max_repeats=limit, unstable=n_unstable)
+    lost = getattr(accelerator, "energy_error", None)
+    if info.has_energy and (lost or any(c.joules is None for per in result.values()
+                                        for c in per.values())):
+        # Some layers lack energy (a rail failed mid-run): energy is unavailable for the whole
+        # profile, rather than a mix of measured and missing joules. Latency stays valid.
+        for per in result.values():
+            for c in per.values():
+                c.joules = None
+                c.extra.pop("joules_spread", None)
+        metadata["oqa"]["energy"] = {"available": False,
+                                     "reason": lost or "power rails failed during profiling"}
     prof = Profile(hardware=info.to_json(), layers=result, placeholder=False, metadata=metadata)
     if out is not None:
         save_profile(out, prof)

@@ -44,6 +44,27 @@ class BitCost:
     cycles_spread: float | None = None  # spread of the repeats (cycles), None if not measured
     extra: dict = field(default_factory=dict)  # any further keys of the file, kept verbatim
 
+    def latency(self, estimate: str | float = "median") -> float:
+        """Seconds for the ILP: ``"median"`` (default); ``"p90"``, the stored 90th percentile of
+        the repeats (the median when the profile has none); or ``k`` / ``"spread:k"``, the median
+        plus ``k`` x the spread of the repeats (a conservative bound on noisy hardware)."""
+        mode = estimate
+        if mode == "median":
+            return self.seconds
+        if mode == "p90":
+            return float(self.extra.get("seconds_p90", self.seconds))
+        if isinstance(mode, str) and mode.startswith("spread:"):
+            mode = mode.split(":", 1)[1]
+        try:
+            k = float(mode)
+        except (TypeError, ValueError):
+            raise ConfigError(f"latency estimate {estimate!r} must be 'median', 'p90' or "
+                              f"'spread:K' (median + K x spread), e.g. 'spread:1'") from None
+        if not math.isfinite(k) or k < 0:
+            raise ConfigError(f"latency estimate {estimate!r}: K must be a finite number >= 0")
+        per_cycle = self.seconds / self.cycles if self.cycles else 0.0
+        return self.seconds + k * float(self.cycles_spread or 0.0) * per_cycle
+
     def to_json(self) -> dict:
         out = {"cycles": self.cycles, "cycles_spread": self.cycles_spread, "seconds": self.seconds,
                "joules": self.joules, "bytes": self.bytes}

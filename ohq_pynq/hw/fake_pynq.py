@@ -10,7 +10,9 @@ samples the configuration registers, takes the input stream the DMA delivers, de
 by byte (the inverse of ``core_model.pack_input``), computes with ``core_model.conv_reference``,
 streams the packed outputs into the armed S2MM buffer, loads the 64-bit counters from the cycle
 model and sets ``ap_done``. Faults for robustness tests: ``hang`` (ap_done never comes),
-``dma_error``, ``cycle_offset`` (counters above 2^32), ``magic``.
+``dma_error``, ``cycle_offset`` (counters above 2^32), ``magic``, ``version``, and the
+:class:`Faults` injected with ``faults=Faults(...)`` (faults that start mid-run, a missing
+``.hwh``, power rails that vanish, read NaN or raise).
 """
 from __future__ import annotations
 
@@ -26,6 +28,53 @@ from . import regmap as rm
 from .boards import get_board
 
 DMA_VLNV = "xilinx.com:ip:axi_dma:7.1"
+
+
+class Faults:
+    """Faults that switch on during a run (counts are over all cores of the overlay).
+
+    ``hang_after``: core starts that complete before every later start hangs (ap_done never set);
+    ``dma_error_after``: DMA transfers that succeed before the channel(s) in ``dma_error_channel``
+    ("send", "recv" or "both") report an error; ``counter_hi_zero``: the CYCLES_HI word reads 0
+    (a 64-bit counter whose upper half is not wired: it wraps at 2^32); ``param_override``:
+    register name -> value the core reports instead of its real parameter (e.g. ``{"PE": 3}``);
+    ``require_hwh``: ``Overlay`` fails like pynq when ``<name>.hwh`` is not beside the ``.bit``;
+    ``rail_after``: power-sensor reads that succeed before ``rail_mode`` applies: ``"nan"``
+    (reads NaN), ``"raise"`` (the read raises OSError like a vanished hwmon file) or ``"vanish"``
+    (``get_rails()`` no longer lists the rail and its reads raise).
+    """
+
+    def __init__(self, hang_after=None, dma_error_after=None, dma_error_channel="send",
+                 counter_hi_zero=False, param_override=None, require_hwh=False, rail_after=None,
+                 rail_mode="nan"):
+        self.hang_after, self.dma_error_after = hang_after, dma_error_after
+        self.dma_error_channel, self.counter_hi_zero = dma_error_channel, counter_hi_zero
+        self.param_override = dict(param_override or {})
+        self.require_hwh, self.rail_after, self.rail_mode = require_hwh, rail_after, rail_mode
+        self.starts = self.transfers = self.rail_reads = 0
+        self.rail_gone = False
+
+    def start(self) -> bool:
+        """Count a core start; True when this start hangs."""
+        self.starts += 1
+        return self.hang_after is not None and self.starts > self.hang_after
+
+    def transfer(self, direction: str) -> bool:
+        """Count a DMA transfer; True when it fails with the error bit."""
+        self.transfers += 1
+        return (self.dma_error_after is not None and self.transfers > self.dma_error_after
+                and self.dma_error_channel in (direction, "both"))
+
+    def rail_read(self) -> float | None:
+        """Count a sensor read; NaN or an exception once the rail fault is active, else None."""
+        self.rail_reads += 1
+        if self.rail_after is None or self.rail_reads <= self.rail_after:
+            return None
+        if self.rail_mode == "nan":
+            return float("nan")
+        if self.rail_mode == "vanish":
+            self.rail_gone = True
+        raise OSError(19, "No such device", "/sys/class/hwmon/hwmon0/power1_input")
 
 
 class FakeBuffer(np.ndarray):
@@ -100,14 +149,16 @@ class FakeCore:
     """Register file and device model of one ohq_conv core."""
 
     def __init__(self, core: cm.CoreConfig, energy=None, rail=None, hang=False, cycle_offset=0,
-                 magic=rm.MAGIC, fclk_hz=100e6):
+                 magic=rm.MAGIC, fclk_hz=100e6, version=rm.VERSION, faults: Faults | None = None):
         self.core, self.energy, self.rail = core, energy, rail
         self.hang, self.cycle_offset, self.fclk_hz = hang, cycle_offset, fclk_hz
+        self.faults = faults or Faults()
         self.regs = {r.offset: r.reset for r in rm.REGISTERS}
-        params = {"MAGIC": magic, "VERSION": rm.VERSION, "BITS": core.bits, "PE": core.pe,
+        params = {"MAGIC": magic, "VERSION": version, "BITS": core.bits, "PE": core.pe,
                   "SIMD": core.simd, "BUS_BYTES": core.bus_bytes, "MAX_K": core.max_k,
                   "MAX_ROW_WORDS": core.max_row_words, "LB_ROWS": core.lb_rows,
                   "MAX_WDEPTH": core.max_wdepth, "MAX_TILES": core.max_tiles}
+        params.update(self.faults.param_override)
         for name, v in params.items():
             self.regs[rm.offset(name)] = v
         self.busy = False
@@ -156,6 +207,7 @@ class FakeCore:
             self.regs[rm.offset(c + "_LO")] = self.regs[rm.offset(c + "_HI")] = 0
         self.busy, self.done = True, False
         self.stream = bytearray()
+        self.hung = self.hang or self.faults.start()
 
     # -- AXI4-Stream -----------------------------------------------------------------------
     def accept(self, data: bytes) -> None:
@@ -164,7 +216,7 @@ class FakeCore:
             return
         self.stream += data
         geo = cm.geometry(self.layer, self.core)
-        if len(self.stream) >= geo.in_beats * self.core.bus_bytes and not self.hang:
+        if len(self.stream) >= geo.in_beats * self.core.bus_bytes and not self.hung:
             self._execute(geo)
 
     def _execute(self, geo):
@@ -179,6 +231,8 @@ class FakeCore:
         for c, v in counters.items():
             self.regs[rm.offset(c + "_LO")] = v & 0xFFFFFFFF
             self.regs[rm.offset(c + "_HI")] = v >> 32
+        if self.faults.counter_hi_zero:
+            self.regs[rm.offset("CYCLES_HI")] = 0
         if self.energy is not None and self.rail is not None:
             self.rail.deposit(self.energy.joules((cycles - self.cycle_offset) / self.fclk_hz,
                                                  geo.mac_steps * core.macs_per_cycle, core.bits,
@@ -192,6 +246,7 @@ class FakeChannel:
 
     def __init__(self, core: FakeCore, direction: str, max_size: int = (1 << 26) - 1, error=False):
         self.core, self.direction, self._max_size, self._error = core, direction, max_size, error
+        self.faults = core.faults
         self.buffer = None
         self.idle_flag = True
         self.transfers = 0
@@ -215,6 +270,11 @@ class FakeChannel:
         if nbytes > self._max_size:
             raise ValueError(f"Transfer size is {nbytes} bytes, which exceeds the maximum DMA buffer size")
         self.transfers += 1
+        if self.faults.transfer(self.direction):
+            self._error = True
+        if self._error and self.direction == "recv":
+            self.buffer, self.idle_flag = array, False      # never completes; error bit set
+            return
         if self.direction == "send":
             if self._error:
                 return
@@ -237,8 +297,9 @@ class FakeChannel:
 class FakeSensor:
     """An averaging power monitor: each read returns the mean watts since the previous read."""
 
-    def __init__(self, idle_watts: float, clock=time.monotonic):
+    def __init__(self, idle_watts: float, clock=time.monotonic, faults: Faults | None = None):
         self.idle, self.clock = idle_watts, clock
+        self.faults = faults or Faults()
         self.pending = 0.0
         self.last = clock()
         self.lock = threading.Lock()
@@ -249,6 +310,9 @@ class FakeSensor:
 
     @property
     def value(self) -> float:
+        bad = self.faults.rail_read()
+        if bad is not None:
+            return bad
         with self.lock:
             now = self.clock()
             dt = now - self.last
@@ -268,13 +332,15 @@ class FakePynq:
     """Stands in for the ``pynq`` module: see the module docstring."""
 
     def __init__(self, board="zcu104", hang=False, dma_error=False, cycle_offset=0, magic=rm.MAGIC,
-                 idle_watts=7.5, rails=None, dma_max_size=(1 << 26) - 1, cores=None):
+                 idle_watts=7.5, rails=None, dma_max_size=(1 << 26) - 1, cores=None,
+                 version=rm.VERSION, faults: Faults | None = None, ip_version: str | None = None):
         self.board = get_board(board) if isinstance(board, str) else board
         self.hang, self.dma_error, self.cycle_offset, self.magic = hang, dma_error, cycle_offset, magic
-        self.dma_max_size = dma_max_size
+        self.dma_max_size, self.version, self.ip_version = dma_max_size, version, ip_version
+        self.faults = faults or Faults()
         self.cores = cores or self.board.cores
         rail_names = self.board.rails if rails is None else rails
-        self.sensor = FakeSensor(idle_watts)
+        self.sensor = FakeSensor(idle_watts, faults=self.faults)
         self._rails = {n: FakeRail(n, self.sensor) for n in rail_names[:1]}
         self._registry: dict[str, type] = {}
         self._next_addr = 0x1000_0000
@@ -302,12 +368,17 @@ class FakePynq:
                 self._device.write(offset, value)
 
         self.DefaultIP = DefaultIP
-        self.pmbus = SimpleNamespace(get_rails=lambda config_file=None: dict(fake._rails))
+        self.pmbus = SimpleNamespace(get_rails=lambda config_file=None: (
+            {} if fake.faults.rail_gone else dict(fake._rails)))
         self.ps = SimpleNamespace(Clocks=SimpleNamespace(fclk0_mhz=self.board.fclk_hz / 1e6))
         self.overlays: list = []
 
         class Overlay:
             def __init__(self, bitfile_name, download=True, **kw):
+                import os
+                hwh = os.path.splitext(bitfile_name)[0] + ".hwh"
+                if fake.faults.require_hwh and not os.path.isfile(hwh):
+                    raise ValueError(f"Cannot find HWH file {hwh}.")   # as pynq's parser says
                 self.bitfile_name = bitfile_name
                 self.devices = {}
                 self.ip_dict = {}
@@ -317,9 +388,11 @@ class FakePynq:
                 for bits, core in sorted(fake.cores.items()):
                     dev = FakeCore(core, energy=energy, rail=rail, hang=fake.hang,
                                    cycle_offset=fake.cycle_offset, magic=fake.magic,
-                                   fclk_hz=fake.board.fclk_hz)
+                                   fclk_hz=fake.board.fclk_hz, version=fake.version,
+                                   faults=fake.faults)
                     name = f"ohq_int{bits}"   # as vivado/tcl/build_overlay.tcl names them
-                    self.ip_dict[name] = {"type": VLNV, "phys_addr": 0xA000_0000 + bits * 0x10000,
+                    vlnv = VLNV if fake.ip_version is None else VLNV.rsplit(":", 1)[0] + ":" + fake.ip_version
+                    self.ip_dict[name] = {"type": vlnv, "phys_addr": 0xA000_0000 + bits * 0x10000,
                                           "addr_range": 0x100, "fullpath": name, "device": dev}
                     self.ip_dict[f"dma_int{bits}"] = {"type": DMA_VLNV, "fullpath": f"dma_int{bits}",
                                                       "device": dev}

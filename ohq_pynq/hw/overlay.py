@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,8 @@ class CoreDriver:
     """Register-level driver of one core: ``ip`` is anything with ``read(offset)`` and
     ``write(offset, value)`` (a ``DefaultIP``), ``dma`` an AXI DMA with send/recv channels."""
 
-    def __init__(self, name: str, ip, dma, pynq, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, name: str, ip, dma, pynq, timeout: float = DEFAULT_TIMEOUT,
+                 vlnv: str | None = None):
         self.name, self.ip, self.dma, self.pynq, self.timeout = name, ip, dma, pynq, timeout
         magic = self.read("MAGIC")
         if magic != rm.MAGIC:
@@ -95,7 +97,16 @@ class CoreDriver:
         if version >> 16 != rm.VERSION >> 16:
             raise HardwareError(f"IP {name} has register map {version >> 16}.{version & 0xFFFF}, "
                                 f"this driver speaks {rm.VERSION >> 16}.x; update ohq-pynq or the overlay.")
-        self.core = cm.CoreConfig.from_registers(self.read)
+        declared = str(vlnv or "").rsplit(":", 1)[-1].split(".")[0]
+        if declared.isdigit() and int(declared) != version >> 16:
+            raise HardwareError(f"IP {name} is ohq_conv {vlnv.rsplit(':', 1)[-1]} in the overlay's .hwh "
+                                f"but its VERSION register reads {version >> 16}.{version & 0xFFFF}; "
+                                f"the .hwh does not belong to the loaded .bit (rebuild or copy both).")
+        try:
+            self.core = cm.CoreConfig.from_registers(self.read)
+        except ConfigError as err:
+            raise HardwareError(f"IP {name} reports core parameters that cannot be right ({err}); "
+                                f"is the right bitstream loaded?") from None
         self._buffers: dict[tuple[str, int], object] = {}
 
     # -- registers -----------------------------------------------------------------------
@@ -183,6 +194,10 @@ class CoreDriver:
             raise HardwareError(f"core {self.name}: IN_BEATS reads {beats}, the driver streamed "
                                 f"{geo.in_beats} beats (register-map mismatch).")
         info = self.counters()
+        if info["CYCLES"] < info["MAC_ACTIVE"] or info["CYCLES"] < geo.in_beats:
+            raise HardwareError(f"core {self.name}: CYCLES reads {info['CYCLES']}, fewer than the "
+                                f"{max(info['MAC_ACTIVE'], geo.in_beats)} cycles the run needs at least; "
+                                f"the cycle counter wrapped or its upper word is not wired.")
         info.update(bytes_in=n_in, bytes_out=n_out)
         return y, info
 
@@ -242,7 +257,10 @@ class OverlayAccelerator:
         try:
             self.overlay = self.pynq.Overlay(str(path), download=download)
         except Exception as err:
-            raise HardwareError(f"cannot load overlay {path}: {err}") from None
+            hwh = path.with_suffix(".hwh")
+            hint = f" ({hwh.name} is missing beside it; copy the .hwh built with the .bit)" \
+                if not hwh.is_file() else ""
+            raise HardwareError(f"cannot load overlay {path}: {err}{hint}") from None
         ip_dict = dict(self.overlay.ip_dict)
         cores = sorted(n for n, d in ip_dict.items() if str(d.get("type", "")).startswith(VLNV.rsplit(":", 1)[0]))
         dmas = sorted(n for n, d in ip_dict.items() if str(d.get("type", "")).startswith(DMA_VLNV_PREFIX))
@@ -254,18 +272,25 @@ class OverlayAccelerator:
             ip = getattr(self.overlay, name)
             bits = int(ip.read(rm.offset("BITS")))
             dma = getattr(self.overlay, _pair_dma(name, bits, dmas))
-            drv = CoreDriver(name, ip, dma, self.pynq, timeout)
+            drv = CoreDriver(name, ip, dma, self.pynq, timeout, vlnv=ip_dict[name].get("type"))
             if drv.core.bits in self.drivers:
                 raise HardwareError(f"overlay has two {drv.core.bits}-bit cores ({name}, "
                                     f"{self.drivers[drv.core.bits].name}).")
             self.drivers[drv.core.bits] = drv
         self.fclk_hz = self._fclk()
         self.monitor = None
+        self.energy_error: str | None = None   # why energy stopped being measured mid-run
         want_power = self.board.has_power if power is None else power
         if want_power:
-            from .power import PowerMonitor
-            self.monitor = PowerMonitor.for_board(self.board, pynq_module=self.pynq)
-            self.monitor.calibrate_idle()
+            from .power import PowerMonitor, PowerUnavailable
+            try:
+                self.monitor = PowerMonitor.for_board(self.board, pynq_module=self.pynq)
+                self.monitor.calibrate_idle()
+            except PowerUnavailable as err:
+                if power:                          # asked for explicitly: that is an error
+                    raise
+                warnings.warn(f"{err} Measuring without energy.", stacklevel=2)
+                self.monitor = None
         self.energy_window = energy_window
 
     def _fclk(self) -> float:
@@ -311,11 +336,19 @@ class OverlayAccelerator:
 
         y, infos = run_plan(plan, x, w, bias, mult, shift, run_tile)
         joules = None
-        if self.monitor is not None:
+        if self.monitor is not None and self.energy_error is None:
+            from .power import PowerUnavailable
+
             def replay():
                 for sub, stream in packed:
                     drv.execute(sub, stream, decode=False)
-            joules = self.monitor.energy_per_call(replay, self.energy_window)
+            try:
+                joules = self.monitor.energy_per_call(replay, self.energy_window)
+            except PowerUnavailable as err:
+                # Latency is still good: keep measuring it, with energy marked unavailable.
+                self.energy_error = str(err)
+                warnings.warn(f"{err} Energy is unavailable from here on; latency is still "
+                              f"measured.", stacklevel=2)
         cyc = sum(i["CYCLES"] for i in infos)
         return y, Measurement(
             cycles=int(cyc), seconds=cyc / self.fclk_hz,
@@ -327,8 +360,15 @@ class OverlayAccelerator:
             wall_seconds=time.perf_counter() - t0)
 
     def read_power(self):
-        """A :class:`PowerSample` of the board's rails, or None without rails."""
-        return self.monitor.read() if self.monitor is not None else None
+        """A :class:`PowerSample` of the board's rails, or None without (working) rails."""
+        if self.monitor is None or self.energy_error is not None:
+            return None
+        from .power import PowerUnavailable
+        try:
+            return self.monitor.read()
+        except PowerUnavailable as err:
+            self.energy_error = str(err)
+            return None
 
     def close(self) -> None:
         for drv in self.drivers.values():

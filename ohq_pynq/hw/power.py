@@ -12,6 +12,7 @@ DDR traffic and the driver's share of the ARM core — on the rails listed for t
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -21,13 +22,30 @@ from .accelerator import PowerSample
 DEFAULT_INTERVAL = 0.002    # seconds between samples (the sensors update every ~1-2 ms)
 
 
+class PowerUnavailable(HardwareError):
+    """A power rail stopped answering (vanished, raised, or read NaN/inf) while sampling: the
+    energy of the current measurement is unknown. The accelerator catches this, marks energy
+    unavailable and keeps measuring latency."""
+
+
 def rail_watts(rail) -> float:
-    """Watts of one pynq ``Rail``: its power sensor, else voltage x current."""
-    if getattr(rail, "power", None) is not None:
-        return float(rail.power.value)
-    if getattr(rail, "voltage", None) is not None and getattr(rail, "current", None) is not None:
-        return float(rail.voltage.value) * float(rail.current.value)
-    raise HardwareError(f"rail {getattr(rail, 'name', '?')} has neither a power sensor nor voltage and current.")
+    """Watts of one pynq ``Rail``: its power sensor, else voltage x current. A sensor that
+    raises or reads NaN/inf is a :class:`PowerUnavailable`."""
+    name = getattr(rail, "name", "?")
+    try:
+        if getattr(rail, "power", None) is not None:
+            watts = float(rail.power.value)
+        elif getattr(rail, "voltage", None) is not None and getattr(rail, "current", None) is not None:
+            watts = float(rail.voltage.value) * float(rail.current.value)
+        else:
+            raise HardwareError(f"rail {name} has neither a power sensor nor voltage and current.")
+    except HardwareError:
+        raise
+    except Exception as err:  # OSError from a vanished hwmon file, ValueError from garbage, ...
+        raise PowerUnavailable(f"power rail {name} cannot be read ({type(err).__name__}: {err}).") from None
+    if not math.isfinite(watts):
+        raise PowerUnavailable(f"power rail {name} reads {watts} W.")
+    return watts
 
 
 def select_rails(available: dict, wanted) -> dict:
@@ -63,6 +81,7 @@ class PowerMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: str | None = None          # why sampling failed during the current window
 
     @classmethod
     def for_board(cls, board, pynq_module=None, interval: float = DEFAULT_INTERVAL) -> "PowerMonitor":
@@ -91,7 +110,11 @@ class PowerMonitor:
     # -- background sampling -------------------------------------------------------------
     def _loop(self):
         while not self._stop.is_set():
-            s = self.read()
+            try:
+                s = self.read()
+            except Exception as err:  # noqa: BLE001 - never let the sampling thread die noisily
+                self.error = str(err)
+                return
             with self._lock:
                 self._samples.append(s)
             self._stop.wait(self.interval)
@@ -99,6 +122,7 @@ class PowerMonitor:
     def start(self) -> None:
         if self._thread is not None:
             raise HardwareError("the power monitor is already sampling.")
+        self.error = None
         self._samples = [self.read()]          # the window starts now, not at the first tick
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="ohq-power", daemon=True)
@@ -113,7 +137,12 @@ class PowerMonitor:
         self._thread = None
         with self._lock:
             samples = list(self._samples)
-        samples.append(self.read())
+        try:
+            samples.append(self.read())
+        except PowerUnavailable as err:
+            self.error = self.error or str(err)
+        if self.error is not None:
+            raise PowerUnavailable(self.error)
         return samples
 
     def calibrate_idle(self, seconds: float = 0.2) -> float:
@@ -136,12 +165,20 @@ class PowerMonitor:
             while calls < min_calls or self.clock() < t_end:
                 fn()
                 calls += 1
-        finally:
-            samples = self.stop()
+        except BaseException:
+            try:
+                self.stop()
+            except PowerUnavailable:
+                pass                   # the error of fn() is the one to report
+            raise
+        samples = self.stop()          # PowerUnavailable when a rail failed in the window
         return max(0.0, integrate(samples, self.idle_watts) / calls)
 
     def close(self) -> None:
-        self.stop()
+        try:
+            self.stop()
+        except PowerUnavailable:
+            pass
 
 
 def integrate(samples: list[PowerSample], baseline: float = 0.0) -> float:

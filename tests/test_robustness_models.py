@@ -1,0 +1,191 @@
+"""Robustness: malformed models, fuzzed (hypothesis, derandomized) from the bundled ONNX files.
+
+Mutations (``tests/onnx_mutants.py``): random bytes, truncation, garbage, spliced slices, huge /
+zero / extra / missing dims of initializers and of the input, cycles, dropped and mistyped
+initializers, truncated weight data, wrong opset / IR version, duplicate node / tensor /
+initializer / input names, non-4-D conv inputs and weights, bad attributes, dropped and rewired
+nodes, changed op types, missing or extra outputs, huge declared weights — one to three at a time.
+Each mutant goes through ``inspect`` and ``quantize`` (a few through ``run``): the only allowed
+outcomes are success or exit code 2 with one ``error:`` line — never a traceback, a hang (alarm)
+or a memory blow-up (address-space limit while fuzzing).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import resource
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onnx_mutants import OPS, mutate
+from ohq_pynq.cli import main
+from ohq_pynq.errors import ModelError
+from ohq_pynq.graph import load_network
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "ohq_pynq" / "models"
+MODELS = ["digits_resnet_folded", "digits_mbv3_bn", "digits_mbv3_dynamo"]
+CALIB = str(MODELS_DIR / "digits_calib.npz")
+SOURCES = {m: (MODELS_DIR / f"{m}.onnx").read_bytes() for m in MODELS}
+SECONDS_PER_CASE = 30            # a hang guard, far above the ~0.05 s a case takes
+EXTRA_MEMORY = 3 << 30           # address space a case may add (a blow-up hits MemoryError)
+
+TRIED: dict[str, int] = {"inspect": 0, "quantize": 0, "run": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def guarded():
+    """SIGALRM per case (hang -> TimeoutError -> failure) and a cap on the address space."""
+    def alarm(*_):
+        raise TimeoutError("a malformed model made the command hang")
+    old_handler = signal.signal(signal.SIGALRM, alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    cap = vm + EXTRA_MEMORY
+    if hard == resource.RLIM_INFINITY or cap < hard:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    signal.signal(signal.SIGALRM, old_handler)
+    print(f"\nmalformed-model mutants tried: {TRIED}")
+
+
+def run_cli(argv) -> tuple[int, str]:
+    """main(argv) with a hang guard; any exception escaping the CLI fails the test."""
+    out, err = io.StringIO(), io.StringIO()
+    signal.alarm(SECONDS_PER_CASE)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        signal.alarm(0)
+    return code, err.getvalue()
+
+
+def check_outcome(code: int, err: str, argv) -> None:
+    assert code in (0, 2), (argv, code, err)
+    assert "Traceback" not in err
+    if code == 2:
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+
+
+def _write(tmp_path: Path, data: bytes) -> str:
+    path = tmp_path / "mutant.onnx"
+    path.write_bytes(data)
+    return str(path)
+
+
+def _quantize_argv(path, out):
+    return ["quantize", path, "--bits", "4", "--calib", CALIB, "--num-calib", "2",
+            "--out", str(out), "--executor", "numpy"]
+
+
+mutants = st.tuples(st.sampled_from(MODELS), st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=3),
+                    st.integers(0, 2 ** 32 - 1))
+FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=250,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@FUZZ
+@given(case=mutants)
+def test_fuzzed_models_through_inspect_and_quantize(tmp_path, case):
+    name, ops, seed = case
+    path = _write(tmp_path, mutate(SOURCES[name], seed, ops))
+    for argv in (["inspect", path], _quantize_argv(path, tmp_path / "q.onnx")):
+        code, err = run_cli(argv)
+        check_outcome(code, err, (name, ops, seed, argv[0]))
+        TRIED[argv[0]] += 1
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("name", MODELS)
+def test_every_mutation_operator_on_every_model(tmp_path, name, op):
+    for seed in range(3):
+        path = _write(tmp_path, mutate(SOURCES[name], seed, [op]))
+        for argv in (["inspect", path], _quantize_argv(path, tmp_path / "q.onnx")):
+            code, err = run_cli(argv)
+            check_outcome(code, err, (name, op, seed, argv[0]))
+            TRIED[argv[0]] += 1
+
+
+# A few through the whole job (tiny settings): the mutants that survive loading are the
+# interesting ones (rewired / retyped nodes, changed attributes).
+RUN_CASES = [("digits_mbv3_folded", ["attributes"], 11), ("digits_resnet_folded", ["rewire"], 5),
+             ("digits_resnet_folded", ["op_type"], 2), ("digits_mbv3_folded", ["flip_bytes"], 20),
+             ("digits_resnet_folded", ["init_dims"], 4), ("digits_resnet_folded", ["attributes"], 9)]
+
+
+@pytest.mark.parametrize("name,ops,seed", RUN_CASES)
+def test_fuzzed_models_through_run(tmp_path, name, ops, seed):
+    data = (MODELS_DIR / f"{name}.onnx").read_bytes()
+    path = _write(tmp_path, mutate(data, seed, ops))
+    argv = ["run", path, "--calib", CALIB, "--eval-images", "2", "--repeats", "1",
+            "--no-latency-budget", "--out", str(tmp_path / "run"), "--executor", "numpy"]
+    code, err = run_cli(argv)
+    check_outcome(code, err, (name, ops, seed, "run"))
+    TRIED["run"] += 1
+
+
+# ------------------------------------------------------------------- named cases, exact messages
+def _proto(name="digits_resnet_folded"):
+    import onnx
+    return onnx.load(str(MODELS_DIR / f"{name}.onnx"))
+
+
+def test_huge_declared_weights_are_refused_before_allocating():
+    import time
+    m = _proto()
+    t = m.graph.initializer[0]
+    del t.dims[:]
+    t.dims.extend([1 << 20, 1 << 20])
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="more than 2 GiB"):
+        load_network(m)
+    assert time.perf_counter() - t0 < 2
+
+
+@pytest.mark.parametrize("mutate_fn,expect", [
+    (lambda m: m.graph.initializer[2].ClearField("raw_data") or m.graph.initializer[2].float_data.extend([0.0] * 3),
+     "stores 3 values instead of 144"),
+    (lambda m: setattr(m.graph.initializer[2], "raw_data", m.graph.initializer[2].raw_data[:-4]),
+     "stores 572 bytes instead of 576"),
+    (lambda m: setattr(m.graph.initializer[2], "data_type", 8), "element type STRING"),
+    (lambda m: setattr(m.graph.initializer[2], "raw_data",
+                       np.full(144, np.inf, np.float32).tobytes()), "NaN or infinite"),
+])
+def test_damaged_initializers(mutate_fn, expect):
+    m = _proto()
+    mutate_fn(m)
+    with pytest.raises(ModelError, match=expect):
+        load_network(m)
+
+
+def test_graph_cycle_and_duplicates_are_model_errors():
+    m = _proto()
+    m.graph.node[0].input[0] = m.graph.node[3].output[0]
+    with pytest.raises(ModelError, match="topologically sorted|cycle"):
+        load_network(m)
+    m = _proto()
+    m.graph.node[2].output[0] = m.graph.node[1].output[0]
+    with pytest.raises(ModelError):
+        load_network(m)
+
+
+def test_inconsistent_shapes_name_the_node(tmp_path):
+    # A Conv bias rewired to a tensor of the wrong length passes the checker and shape
+    # inference but cannot run: the error names the node instead of a numpy traceback.
+    m = _proto("digits_mbv3_bn")
+    conv = next(n for n in m.graph.node if n.op_type == "Conv" and len(n.input) == 3)
+    other = next(t for t in m.graph.initializer if len(t.dims) == 1 and t.name != conv.input[2]
+                 and t.dims[0] != next(i for i in m.graph.initializer if i.name == conv.input[1]).dims[0])
+    conv.input[2] = other.name
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(m.SerializeToString())
+    code, err = run_cli(_quantize_argv(str(path), tmp_path / "q.onnx"))
+    assert code == 2 and "error: " in err

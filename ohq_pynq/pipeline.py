@@ -120,14 +120,12 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     model = s.model or _default_model()
     bundled = s.model is None
     stages = _Stages(out, s.force, log)
-    model_hash = file_sha256(model) if Path(model).is_file() else None
-    original = load_network(model, s.input_shape)           # clear ModelError before any work
-    if model_hash is None:
-        raise ConfigError(f"model {model} is not a file")
+    original = load_network(model, s.input_shape)           # one clear ModelError before any work
+    model_hash = file_sha256(model)
 
     # 1. data: distilled (BN statistics) or the user's calibration images ---------------------
     data_path = _data_stage(s, stages, model, model_hash, original, out)
-    data_hash = file_sha256(data_path)
+    data_hash = _data_key(data_path)
     del original                  # the BN-kept graph is not needed past distillation
     release_memory()
 
@@ -135,15 +133,14 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     accelerator = make_accelerator(s.backend, board=s.board)
     try:
         info = accelerator.describe()
-        measured = {"count": 0}
 
         def profile():
             from .oqa import default_cache_path, profile_network
             prof = profile_network(model, accelerator, repeats=s.repeats, cache=default_cache_path(out / "profile.json"),
                                    out=out / "profile.json", input_shape=s.input_shape, seed=s.seed,
                                    progress=s.progress)
-            measured["count"] = prof.metadata["oqa"]["measured"]
-            return (f"{measured['count']} layer x bits measured, {prof.metadata['oqa']['cached']} from cache "
+            oqa = prof.metadata["oqa"]
+            return (f"{oqa['measured']} layer x bits measured, {oqa['cached']} from cache "
                     f"on {info.backend}/{info.board}")
 
         stages.run("profile", {"model": model_hash, "hw": info.hardware_id, "bitstream": info.bitstream_sha256,
@@ -151,19 +148,21 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                    ["profile.json"], profile)
 
         # 3. sensitivity (MQE) ----------------------------------------------------------------
-        from .quant import calibrate, prepare
-        net = prepare(model, s.input_shape)
-        x, _ = _load(data_path, net)
-        ranges_cache: dict = {}
+        # The BN-folded network, its data and int8 ranges are built only if a stage needs them.
+        lazy: dict = {}
 
-        def ranges():
-            if "r" not in ranges_cache:
-                ranges_cache["r"] = calibrate(net, x, backend=s.executor)
-            return ranges_cache["r"]
+        def prepared():
+            if not lazy:
+                from .quant import calibrate, prepare
+                net = prepare(model, s.input_shape)
+                x, _ = _load(data_path, net)
+                lazy.update(net=net, x=x, ranges=calibrate(net, x, backend=s.executor))
+            return lazy["net"], lazy["x"], lazy["ranges"]
 
         def sensitivity():
             from .mqe import sensitivity as measure
-            res = measure(net, x, ranges(), estimator=s.estimator, alpha=s.alpha, seed=s.seed,
+            net, x, ranges = prepared()
+            res = measure(net, x, ranges, estimator=s.estimator, alpha=s.alpha, seed=s.seed,
                           backend=s.executor, progress=s.progress)
             res["model"] = str(model)
             write_json(out / "sensitivity.json", res)
@@ -189,10 +188,11 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
         eval_path = s.eval_data or (str(_bundled_test()) if bundled else str(data_path))
 
         def deploy():
-            return _deploy(s, out, net, x, ranges(), accelerator, eval_path)
+            net, _, ranges = prepared()
+            return _deploy(s, out, net, ranges, accelerator, eval_path)
 
         stages.run("deploy", {"model": model_hash, "config": file_sha256(out / "config.json"),
-                              "data": data_hash, "eval": file_sha256(eval_path), "hw": info.hardware_id,
+                              "data": data_hash, "eval": _data_key(eval_path), "hw": info.hardware_id,
                               "bitstream": info.bitstream_sha256, "n": s.eval_images,
                               "executor": s.executor},
                    ["quantized.onnx", "deploy.json"], deploy)
@@ -226,6 +226,17 @@ def _check_settings(s: Settings) -> None:
             raise ConfigError(f"--{metric}-budget {text!r} must be a finite number > 0")
 
 
+def _data_key(path) -> str:
+    """Content key of a data set: SHA-256 of an .npz, or of a folder's file names, sizes and
+    modification times (re-hashing thousands of images on every run would cost more than it saves)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*") if p.is_file())
+    return _Stages.key(entries)
+
+
 def _bundled_test() -> Path:
     from .models import split_path
     return split_path("test")
@@ -239,7 +250,9 @@ def _load(path, net):
 def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, original, out: Path) -> Path:
     if s.calib:
         from .data import load_data, save_data
-        calib_hash = file_sha256(s.calib) if Path(s.calib).is_file() else s.calib
+        if not Path(s.calib).exists():
+            raise DataError(f"calibration data not found: {s.calib}")
+        calib_hash = _data_key(s.calib)
 
         def copy():
             x, y = load_data(s.calib, original.input_shape, limit=max(s.num_images, 1))
@@ -311,7 +324,7 @@ def _solve(s: Settings, out: Path) -> str:
             f"{ratio:.3f} of all-int8, {len(frontier.points)} Pareto points")
 
 
-def _deploy(s: Settings, out: Path, net, x, ranges, accelerator, eval_path) -> str:
+def _deploy(s: Settings, out: Path, net, ranges, accelerator, eval_path) -> str:
     from .bitconfig import load_config
     from .deploy import Deployment, verify
     from .quant import compare, predict, quantize

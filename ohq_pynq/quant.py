@@ -233,6 +233,10 @@ class QuantizedNetwork:
         """Name of the integer weight initializer of layer ``name`` in :meth:`to_onnx`'s model."""
         return f"{name}.weight_q"
 
+    def input_scale_initializer(self, name: str) -> str:
+        """Name of the input-activation scale initializer of layer ``name`` in :meth:`to_onnx`'s model."""
+        return f"{name}.input_scale"
+
     def to_onnx(self):
         """QDQ ``ModelProto`` (opset 21): Q/DQ on each layer input, DQ on weights and biases."""
         return export_qdq(self)
@@ -378,7 +382,7 @@ def export_qdq(qnet: QuantizedNetwork):
         node = _find_layer_node(graph, layer)
         n = layer.name
         # input activation: Q -> DQ at the layer's bits
-        x_scale, x_zp = f"{n}.input_scale", f"{n}.input_zero_point"
+        x_scale, x_zp = qnet.input_scale_initializer(n), f"{n}.input_zero_point"
         new_inits.append(numpy_helper.from_array(np.array(lq.act_scale, dtype=np.float32), x_scale))
         new_inits.append(_int_tensor(x_zp, np.array(0), lq.act_bits, lq.act_signed))
         xq, xdq = f"{n}.input_q", f"{n}.input_dq"

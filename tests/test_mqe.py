@@ -45,8 +45,21 @@ def test_mqe_deterministic_and_positive(setup):
 
 def test_alpha_zero_gives_zero(setup):
     net, x, ranges = setup
-    s = sensitivity(net, x, ranges, alpha=0.0, backend="numpy")
+    s = sensitivity(net, x, ranges, alpha=0.0, activations=False, backend="numpy")
     assert all(v == pytest.approx(0.0, abs=1e-9) for v in s["layers"].values())
+
+
+def test_activation_part_is_the_layer_input_at_4_bits(setup):
+    """With nothing masked, MQE's activation swap equals quantizing that layer's input at int4."""
+    from ohq_pynq.quant import kl_divergence, predict, quantize
+    net, x, ranges = setup
+    act_only = sensitivity(net, x, ranges, alpha=0.0, backend="numpy")["layers"]
+    ref = predict(quantize(net, 8, ranges).to_onnx(), x, backend="numpy")
+    for name in net.layer_names:
+        bits = {n: 8 for n in net.layer_names} | {name: 4}
+        w8a4 = kl_divergence(ref, predict(quantize(net, 8, ranges, act_bits=bits).to_onnx(), x, backend="numpy"))
+        assert act_only[name] == pytest.approx(w8a4, rel=0.25, abs=1e-5), name
+        assert act_only[name] > 0
 
 
 def test_backends_agree(setup):

@@ -80,3 +80,36 @@ def test_module_entry_point_exit_code(files):
     p = subprocess.run([sys.executable, "-m", "ohq_pynq", "inspect", str(d / "nope.onnx")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
+
+
+def test_stage_commands_chain(files, capsys):
+    """profile -> sensitivity -> solve (conservative latency) -> quantize with the config."""
+    d, model = files
+    assert main(["profile", str(model), "--board", "zcu104", "--max-spread", "0.02", "--repeats", "3", "--max-repeats", "6",
+                 "--out", str(d / "profile.json")]) == 0
+    assert main(["sensitivity", str(model), "--data", str(d / "calib.npz"), "--out", str(d / "s.json")]) == 0
+    assert main(["solve", "--sensitivity", str(d / "s.json"), "--profile", str(d / "profile.json"),
+                 "--size-budget", "0.8", "--latency-estimate", "p90", "--out", str(d / "config.json")]) == 0
+    assert json.loads((d / "config.json").read_text())["layers"].keys() == {"conv1", "dw", "pw", "se_fc", "fc"}
+    assert main(["quantize", str(model), "--bits", str(d / "config.json"), "--calib", str(d / "calib.npz"),
+                 "--out", str(d / "q.onnx")]) == 0
+    capsys.readouterr()
+    assert main(["solve", "--sensitivity", str(d / "s.json"), "--profile", str(d / "profile.json"),
+                 "--latency-estimate", "p50", "--out", str(d / "c2.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_run_command_table_and_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--num", "8", "--iters", "10", "--eval-images", "40",
+            "--board", "kv260", "--latency-budget", "0.9"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "all int8" in text and "all int4" in text and "top-1 agreement with fp32" in text
+    assert "accuracy" in text and "/fc/Gemm" in text
+    assert main(argv + ["--json"]) == 0            # everything reused; JSON on stdout only
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["hardware"]["board"] == "kv260" and summary["eval_images"] == 40
+    assert all(v["reused"] for v in summary["stages"].values())
+    assert "reused" in captured.err

@@ -25,6 +25,10 @@ def add_arguments(p) -> None:
                    help="measurement cache (default: <out stem>.oqa-cache.json beside --out)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again, keep no cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the random activations")
+    p.add_argument("--max-spread", type=float, default=0.05, metavar="F",
+                   help="unstable when (max - min) cycles exceed F x median (default 0.05): repeat more")
+    p.add_argument("--max-repeats", type=int, default=None, metavar="N",
+                   help="repeats allowed for an unstable layer (default 4 x --repeats)")
     p.add_argument("--out", required=True, help="profile.json to write")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 
@@ -55,7 +59,8 @@ def run(args) -> int:
         cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
         prof = profile_network(args.model, acc, bits=bits, repeats=args.repeats, cache=cache,
                                out=args.out, input_shape=args.input_shape, seed=args.seed,
-                               progress=show_progress())
+                               progress=show_progress(), max_spread=args.max_spread,
+                               max_repeats=args.max_repeats)
     finally:
         acc.close()
     if args.json:

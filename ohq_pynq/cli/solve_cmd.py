@@ -29,6 +29,9 @@ def add_arguments(p) -> None:
     p.add_argument("--hw-metric", default="latency", metavar="M",
                    help="hardware cost in the objective: latency (default), energy, or an energy share 0..1")
     p.add_argument("--bits", default="4,8", metavar="B1,B2", help="candidate bit-widths (default 4,8)")
+    p.add_argument("--latency-estimate", default="median", metavar="E",
+                   help="per-layer latency from the profile: median (default), p90, or spread:K "
+                        "(median + K x spread) for a conservative plan on noisy hardware")
     p.add_argument("--tie", action="append", default=[], metavar="L1,L2,...",
                    help="layers that must share a bit-width (repeatable)")
     p.add_argument("--pareto", metavar="PNG", help="also sweep a budget and plot the Pareto frontier here")
@@ -64,7 +67,7 @@ def run(args) -> int:
     sens = load_sensitivity(args.sensitivity, bits)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        problem = make_problem(sens, profile, bits)
+        problem = make_problem(sens, profile, bits, latency=args.latency_estimate)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     ties = [[t.strip() for t in group.split(",") if t.strip()] for group in args.tie]

@@ -45,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ohq_pynq.distill import distill  # noqa: E402
-from ohq_pynq.errors import InfeasibleError  # noqa: E402
 from ohq_pynq.fileio import write_json  # noqa: E402
 from ohq_pynq.hw.accelerator import make_accelerator  # noqa: E402
 from ohq_pynq.ilp import make_problem, solve  # noqa: E402

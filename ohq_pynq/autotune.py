@@ -17,8 +17,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError
 from .fileio import atomic_write, file_sha256, read_json, write_json
+
+if TYPE_CHECKING:
+    from .pipeline import Settings
 
 BUDGET_KEYS = {"latency": "latency_budget", "size": "size_budget", "energy": "energy_budget"}
 SEARCH_KEYS = {"beta", "gamma", "seed", "hw_metric", "estimator", "alpha", "repeats", "num_images",

@@ -347,7 +347,6 @@ def _int_tensor(name: str, values: np.ndarray, bits: int, signed: bool):
 
 
 def _upgrade_opset(model):
-    import onnx
     from onnx import version_converter
 
     from .errors import ModelError

@@ -19,7 +19,6 @@ from conftest import build_small_cnn
 from ohq_pynq.cli import main
 from ohq_pynq.errors import HardwareError
 from ohq_pynq.hw import accelerator as accelerator_module
-from ohq_pynq.hw import regmap as rm
 from ohq_pynq.hw.fake_pynq import Faults, FakePynq
 from ohq_pynq.hw.overlay import OverlayAccelerator
 from ohq_pynq.hw.sim import SimAccelerator

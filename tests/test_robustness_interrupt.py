@@ -21,7 +21,7 @@ import pytest
 
 from ohq_pynq.hw.sim import SimAccelerator
 from ohq_pynq.models import model_path
-from ohq_pynq.oqa import MeasurementCache, profile_network
+from ohq_pynq.oqa import profile_network
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "digits_resnet_folded"

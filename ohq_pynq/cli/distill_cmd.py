@@ -55,7 +55,6 @@ def run(args) -> int:
 
         raise DataError(d.FOLDED_BN_MESSAGE)
     bar = None
-    steps = None
     if show_progress():
         from tqdm import tqdm
 
@@ -63,7 +62,8 @@ def run(args) -> int:
         bar = tqdm(total=mbs * (args.iters + args.refine), desc="distill", unit="step",
                    file=sys.stderr, dynamic_ncols=True)
 
-        def steps(loss: float) -> None:
+    def steps(loss: float) -> None:
+        if bar is not None:
             bar.set_postfix_str(f"BN loss {loss:.4g}", refresh=False)
             bar.update(1)
     try:

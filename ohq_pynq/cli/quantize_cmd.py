@@ -25,8 +25,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import onnx
-
     from ..bitconfig import resolve_bits
     from ..data import load_data
     from ..fileio import atomic_write

@@ -29,19 +29,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = Path(__file__).resolve().parent.parent / "ohq_pynq" / "models"
 
 
-def pink_images(n, c, h, w, seed=0):
-    """Random images with a 1/f amplitude spectrum (natural-image-like), per-image standardised."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f = np.sqrt(fy ** 2 + fx ** 2)
-    f[0, 0] = 1.0 / max(h, w)
-    spec = (rng.standard_normal((n, c, h, w // 2 + 1)) + 1j * rng.standard_normal((n, c, h, w // 2 + 1))) / f
-    img = np.fft.irfft2(spec, s=(h, w))
-    img = (img - img.mean(axis=(2, 3), keepdims=True)) / img.std(axis=(2, 3), keepdims=True)
-    return (img + rng.normal(0, 0.3, (n, c, 1, 1))).astype(np.float32)
-
-
 def prepare(arch: str, path: str) -> None:
     """Build the layout and calibrate its BN statistics; save it (own subprocess)."""
     import onnx
@@ -50,7 +37,7 @@ def prepare(arch: str, path: str) -> None:
     from ohq_pynq import zoo
 
     model = getattr(zoo, arch)(resolution=224, batchnorm="kept", seed=0)
-    model = d.calibrate_bn_statistics(model, pink_images(8, 3, 224, 224), micro_batch=8)
+    model = d.calibrate_bn_statistics(model, d.pink_noise_images(8, 3, 224, 224), micro_batch=8)
     onnx.save(model, path)
 
 

@@ -32,11 +32,10 @@ def layout_model(name: str, folder: Path) -> Path:
     import onnx
 
     from ohq_pynq import zoo
-    from ohq_pynq.distill import calibrate_bn_statistics
+    from ohq_pynq.distill import calibrate_bn_statistics, pink_noise_images
 
     model = zoo.build(name, resolution=224, batchnorm="kept", seed=0)
-    x = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
-    model = calibrate_bn_statistics(model, x, micro_batch=4)
+    model = calibrate_bn_statistics(model, pink_noise_images(8, 3, 224, 224), micro_batch=4)
     path = folder / f"{name}_224.onnx"
     onnx.save(model, path)
     return path

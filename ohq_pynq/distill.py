@@ -227,6 +227,20 @@ def distill(model: Any, num: int = DEFAULT_NUM, iters: int = DEFAULT_ITERS,
     return DistillResult(out, loss_initial, loss_final, run_res[0], history.tolist())
 
 
+def pink_noise_images(n: int, c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Random float32 images (n, c, h, w) with a natural-image-like 1/f amplitude spectrum, each
+    standardised: what random-weight benchmark nets get their BN statistics calibrated on."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    f = np.sqrt(fy ** 2 + fx ** 2)
+    f[0, 0] = 1.0 / max(h, w)
+    spec = (rng.standard_normal((n, c, h, w // 2 + 1)) + 1j * rng.standard_normal((n, c, h, w // 2 + 1))) / f
+    img = np.fft.irfft2(spec, s=(h, w))
+    img = (img - img.mean(axis=(2, 3), keepdims=True)) / img.std(axis=(2, 3), keepdims=True)
+    return (img + rng.normal(0, 0.3, (n, c, 1, 1))).astype(np.float32)
+
+
 def calibrate_bn_statistics(model: Any, x: np.ndarray, micro_batch: int = 16) -> onnx.ModelProto:
     """A copy of ``model`` whose BN running statistics are the batch statistics of ``x``, taken
     layer by layer as in PyTorch train mode (each BN normalises with its own batch statistics

@@ -17,24 +17,11 @@ from ohq_pynq.errors import DataError
 from conftest import build_small_cnn  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
-def smooth_images(n, c, h, w, seed):
-    """Images with a natural-image-like 1/f spectrum (what BN statistics get calibrated on)."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f = np.sqrt(fy ** 2 + fx ** 2)
-    f[0, 0] = 1.0 / max(h, w)
-    spec = (rng.standard_normal((n, c, h, w // 2 + 1)) + 1j * rng.standard_normal((n, c, h, w // 2 + 1))) / f
-    img = np.fft.irfft2(spec, s=(h, w))
-    img = (img - img.mean(axis=(2, 3), keepdims=True)) / img.std(axis=(2, 3), keepdims=True)
-    return (img + rng.normal(0, 0.3, (n, c, 1, 1))).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def calibrated():
     """The small BN-kept CNN with running statistics measured on smooth images."""
     model = build_small_cnn(batchnorm=True, seed=3, hw=16)
-    return d.calibrate_bn_statistics(model, smooth_images(64, 1, 16, 16, seed=1))
+    return d.calibrate_bn_statistics(model, d.pink_noise_images(64, 1, 16, 16, seed=1))
 
 
 def test_bn_loss_gradient_matches_finite_differences():
@@ -55,7 +42,7 @@ def test_bn_loss_gradient_matches_finite_differences():
 
 def test_calibrated_statistics_match_the_calibration_batch(calibrated):
     eng = Engine(calibrated)
-    x = smooth_images(64, 1, 16, 16, seed=1)
+    x = d.pink_noise_images(64, 1, 16, 16, seed=1)
     assert d.evaluate_loss(eng, x, d.bn_targets(eng), micro_batch=64) < 1e-6
 
 
@@ -141,7 +128,7 @@ def test_cli_distill_and_calib(tmp_path, calibrated, capsys):
     assert not [p for p in os.listdir(out.parent) if p.endswith(".tmp")]
     # --calib: the user's images (first --num) instead of distillation, for folded models
     calib = tmp_path / "calib.npz"
-    imgs = smooth_images(7, 1, 16, 16, seed=4)
+    imgs = d.pink_noise_images(7, 1, 16, 16, seed=4)
     np.savez(calib, x=imgs)
     folded = tmp_path / "folded.onnx"
     onnx.save(build_small_cnn(batchnorm=False), str(folded))

@@ -41,7 +41,7 @@ setup(
         # send pip backtracking into pynq 3.1 sdists that depend on a git URL (an install error).
         "protobuf>=3.20.2,<6",
         f"onnxruntime>=1.17; {NOT_ARMV7}",
-        "scipy>=1.8",
+        f"scipy>=1.8; {NOT_ARMV7}",     # benchmarks/tests only; the board runtime uses numpy
         f"cvxopt>=1.3; {NOT_ARMV7}",
         "pynq>=3.0",
         # pynqutils imports pkg_resources, which setuptools 81 removed.

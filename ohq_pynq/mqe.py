@@ -178,13 +178,27 @@ def _kl_from_log(lp: np.ndarray, lq: np.ndarray) -> float:
 
 
 def spearman(a: dict[str, float], b: dict[str, float]) -> float:
-    """Spearman rank correlation of two sensitivity maps over their common layers."""
-    from scipy.stats import spearmanr
-
+    """Spearman rank correlation of two sensitivity maps over their common layers (ties get
+    their average rank; numpy only, as scipy has no wheel on 32-bit PYNQ-Z2)."""
     keys = sorted(set(a) & set(b))
     if len(keys) < 2:
         raise ConfigError("need at least two common layers to rank-correlate sensitivities")
-    return float(spearmanr([a[k] for k in keys], [b[k] for k in keys]).statistic)
+    ra = _ranks(np.array([a[k] for k in keys], dtype=np.float64))
+    rb = _ranks(np.array([b[k] for k in keys], dtype=np.float64))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(1, len(v) + 1)
+    for value in np.unique(v):            # average rank for ties
+        tied = v == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
 __all__ = ["sensitivity", "mask_weights", "spearman", "kl_divergence", "ESTIMATORS"]

@@ -85,3 +85,14 @@ def test_bad_settings(setup, kw, match):
     net, x, ranges = setup
     with pytest.raises(ConfigError, match=match):
         sensitivity(net, x, ranges, backend="numpy", **kw)
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, y = rng.integers(0, 6, 12).astype(float), rng.normal(size=12)   # ties in x
+        a, b = {str(i): v for i, v in enumerate(x)}, {str(i): v for i, v in enumerate(y)}
+        assert spearman(a, b) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    with pytest.raises(ConfigError):
+        spearman({"a": 1.0}, {"a": 2.0})

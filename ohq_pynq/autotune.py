@@ -68,7 +68,8 @@ def load_config(path: str | os.PathLike) -> tuple[dict, "Settings"]:
     kw = {"model": resolve(raw["model"]), "out": resolve(raw.get("out", "ohq-run")),
           "calib": resolve(raw.get("calib")), "eval_data": resolve(raw.get("eval_data")),
           "backend": raw.get("backend", "pynq"), "board": raw.get("board"),
-          "input_shape": raw.get("input_shape"), "executor": raw.get("executor", "auto")}
+          "input_shape": raw.get("input_shape"), "executor": raw.get("executor", "auto"),
+          "overlay": resolve(raw.get("bitstream"))}
     budgets = raw.get("budgets", {"latency": "0.75"})
     for k, attr in BUDGET_KEYS.items():
         kw[attr] = None if budgets.get(k) is None else str(budgets[k])

@@ -37,6 +37,7 @@ class Settings:
     out: str = "ohq-run"                # artefact folder
     backend: str = "sim"                # "sim" or "pynq"
     board: str | None = None            # board profile; None = backend default / detected
+    overlay: str | None = None          # pynq: bitstream path (default overlays/<board>/ohq.bit)
     calib: str | None = None            # calibration images instead of distilled data
     eval_data: str | None = None        # images (+labels) for the final fidelity check
     input_shape: str | None = None
@@ -122,17 +123,19 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     stages = _Stages(out, s.force, log)
     original = load_network(model, s.input_shape)           # one clear ModelError before any work
     model_hash = file_sha256(model)
-
-    # 1. data: distilled (BN statistics) or the user's calibration images ---------------------
-    data_path = _data_stage(s, stages, model, model_hash, original, out)
-    data_hash = _data_key(data_path)
-    del original                  # the BN-kept graph is not needed past distillation
-    release_memory()
-
-    # 2. hardware profile (OQA) ---------------------------------------------------------------
-    accelerator = make_accelerator(s.backend, board=s.board)
+    # The hardware next: a missing board or bitstream must fail before minutes of distillation.
+    options = {"bitstream": s.overlay} if s.backend == "pynq" and s.overlay else {}
+    accelerator = make_accelerator(s.backend, board=s.board, **options)
     try:
         info = accelerator.describe()
+
+        # 1. data: distilled (BN statistics) or the user's calibration images -----------------
+        data_path = _data_stage(s, stages, model, model_hash, original, out)
+        data_hash = _data_key(data_path)
+        del original              # the BN-kept graph is not needed past distillation
+        release_memory()
+
+        # 2. hardware profile (OQA) -----------------------------------------------------------
 
         def profile():
             from .oqa import default_cache_path, profile_network

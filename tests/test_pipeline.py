@@ -92,3 +92,11 @@ def test_runs_without_onnxruntime(tmp_path, monkeypatch):
     s = run(Settings(out=str(tmp_path), **{**FAST, "board": "pynq-z2", "eval_images": 30}), log=lambda m: None)
     assert s["fidelity"]["top1_agreement_vs_qdq"] >= 0.99
     assert s["totals"]["chosen"]["joules"] is None and s["totals"]["measured_joules"] is None  # no rails
+
+
+def test_missing_hardware_fails_before_distilling(tmp_path, monkeypatch):
+    from ohq_pynq.errors import HardwareError
+    monkeypatch.setenv("BOARD", "zcu104")
+    with pytest.raises(HardwareError, match="no bitstream"):
+        run(Settings(out=str(tmp_path), backend="pynq"), log=lambda m: None)
+    assert not (tmp_path / "distilled.npz").exists()

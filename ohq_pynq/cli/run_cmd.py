@@ -14,6 +14,7 @@ def add_arguments(p) -> None:
                    help="sim: cycle-true simulator of the cores (default); pynq: the overlay on this board")
     p.add_argument("--board", help="board profile: pynq-z2, ultra96v2, zcu104, kv260 "
                                    "(default: simulator pynq-z2 / detected on a board)")
+    p.add_argument("--overlay", metavar="BIT", help="pynq: the bitstream (default overlays/<board>/ohq.bit)")
     p.add_argument("--calib", metavar="DATA", help="calibration images instead of distilled data "
                                                    "(required for BN-folded models)")
     p.add_argument("--eval-data", metavar="DATA", help="images (+labels) for the final check "
@@ -44,6 +45,7 @@ def settings_from_args(args):
     from ..pipeline import Settings
 
     return Settings(model=args.model, out=args.out, backend=args.backend, board=args.board,
+                    overlay=args.overlay,
                     calib=args.calib, eval_data=args.eval_data, input_shape=args.input_shape,
                     num_images=args.num, distill_iters=args.iters,
                     latency_budget=None if args.no_latency_budget else args.latency_budget,

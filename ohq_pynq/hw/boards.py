@@ -108,9 +108,10 @@ def _cores(pe: int, simd: int, bus: int, **mem) -> dict:
     return {b: CoreConfig(bits=b, pe=pe, simd=simd, bus_bytes=bus, **mem) for b in (4, 8)}
 
 
-# Built-in profiles. PE/SIMD: PYNQ-Z2 (xc7z020, 220 DSP, 53k LUT) gets 8x8 lanes per core; the
-# ZU+ boards 16x16 (ZU3EG 360 DSP, ZU5EV 1248, ZU7EV 1728). HP ports are 64-bit on Zynq-7000 and
-# 128-bit on ZU+. PL clocks: 100 MHz on Z-7020 (-1 speed grade), 200 MHz on ZU+.
+# Built-in profiles: what the software knows about each board (PMBus rails, energy constants,
+# aliases) plus fallback core sizes. The core sizes and clocks that count come from boards.json,
+# written by the RTL flow (vivado/tools/make_boards.py) from the yosys estimates, which the
+# package always ships; the PE/SIMD/clock below are used only if that file is missing.
 _BUILTIN = {
     "pynq-z2": dict(part="xc7z020clg400-1", fclk_hz=100e6, bus=8, pe=8, simd=8, rails=(),
                     energy=EnergyModel(0.10, {8: 0.3 * 10 * 0.6 * PJ, 4: 0.15 * 10 * 0.6 * PJ}, 50 * PJ),

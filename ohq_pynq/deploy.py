@@ -27,21 +27,32 @@ import numpy as np
 from .errors import ConfigError
 from .graph import Layer
 from .hw.accelerator import Measurement, Requant
-from .quant import OUT_BITS, QuantizedNetwork
+from .quant import OUT_BITS, LayerQuant, QuantizedNetwork
 
 
 @dataclass
 class LayerPlan:
-    """How one layer runs: its core, requantization and where its integer output goes."""
+    """How one layer runs: its integer parameters, the core's requantization, and (through the
+    layer's :class:`~ohq_pynq.quant.OutputEdge`) where its integer output goes."""
 
     layer: Layer
-    bits: int
-    w_q: np.ndarray                  # (Cout, Cin/groups, K, K) int8 codes
-    relu_node: str | None            # ReLU node fused into the core (skipped on the ARM)
-    output: str                      # tensor the layer (with fused ReLU) produces
-    direct_to: str | None            # consumer layer that takes the integers as they are
-    out_scale: float | None          # float-out: float per integer step of the output
+    lq: LayerQuant
     requant: Requant
+
+    @property
+    def relu_node(self) -> str | None:
+        """ReLU node fused into the core (skipped on the ARM)."""
+        return self.lq.edge.relu_node
+
+    @property
+    def output(self) -> str:
+        """Tensor the layer (with a fused ReLU) produces."""
+        return self.lq.edge.tensor
+
+    @property
+    def direct_to(self) -> str | None:
+        """Consumer layer that takes the integers as they are (None: float-out edge)."""
+        return self.lq.edge.direct_to
 
 
 @dataclass
@@ -108,8 +119,7 @@ class Deployment:
         requant = Requant(bias=lq.bias_q.astype(np.int64), mult=lq.mult, shift=lq.shift,
                           relu=edge.relu_node is not None, out_bits=out_bits,
                           out_signed=out_signed, in_signed=lq.act_signed)
-        return LayerPlan(layer, lq.weight_bits, lq.weight_q, edge.relu_node, edge.tensor,
-                         edge.direct_to, lq.out_scale, requant)
+        return LayerPlan(layer, lq, requant)
 
     # -- execution --------------------------------------------------------------------------
     def run(self, x: np.ndarray, progress: bool = False) -> tuple[np.ndarray, DeployStats]:
@@ -147,7 +157,7 @@ class Deployment:
         return live
 
     def _run_layer(self, p: LayerPlan, live, ints, stats) -> None:
-        layer, lq = p.layer, self.qnet.layers[p.layer.name]
+        layer, lq = p.layer, p.lq
         if layer.input in ints:
             x_q = ints.pop(layer.input)
         else:
@@ -160,12 +170,12 @@ class Deployment:
             qmin, qmax = lq.act_qrange
             x_q = np.clip(np.rint(x[0] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int64)
             x_q = x_q.transpose(1, 2, 0)                       # CHW -> HWC, as the core streams
-        y, m = self.accelerator.run_layer(layer, p.bits, x_q, p.w_q, p.requant)
+        y, m = self.accelerator.run_layer(layer, lq.weight_bits, x_q, lq.weight_q, p.requant)
         stats.layers[layer.name].add(m)
         if p.direct_to is not None:
             ints[p.output] = y
             return
-        y = (y.astype(np.float32) * np.float32(p.out_scale)).transpose(2, 0, 1)[None]
+        y = (y.astype(np.float32) * np.float32(lq.out_scale)).transpose(2, 0, 1)[None]
         live[p.output] = y if layer.op == "Conv" else y.reshape(1, layer.cout)
 
 

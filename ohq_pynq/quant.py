@@ -24,7 +24,7 @@ import numpy as np
 from .errors import ConfigError, DataError, ModelError
 from .graph import SIGN_PRESERVING_OPS, Network, load_network
 from .hw.accelerator import quantize_multiplier
-from .transforms import fold_batchnorm
+from .transforms import drop_unused_initializers, fold_batchnorm
 
 QDQ_OPSET = 21
 # Ops whose output is >= 0: a tensor reaching a layer only through these (and sign-preserving
@@ -443,8 +443,7 @@ def export_qdq(qnet: QuantizedNetwork):
     del graph.node[:]
     graph.node.extend(ordered)
     graph.initializer.extend(new_inits)
-    from .transforms import _drop_unused_initializers
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     return model
 
 

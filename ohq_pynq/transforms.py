@@ -62,13 +62,14 @@ def fold_batchnorm(proto):
         drop.append(bn)
     for bn in drop:
         graph.node.remove(bn)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     # Value info for the removed intermediate tensors is stale; shape inference re-creates it.
     del graph.value_info[:]
     return model
 
 
-def _drop_unused_initializers(model) -> None:
+def drop_unused_initializers(model) -> None:
+    """Remove initializers (and their graph-input entries) that no node or output uses."""
     used = {i for n in model.graph.node for i in n.input}
     used |= {o.name for o in model.graph.output}
     keep = [t for t in model.graph.initializer if t.name in used]

@@ -26,7 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from .engine import Engine, _load
+from .engine import Engine
+from .engine.executor import _load
 from .errors import ConfigError, DataError
 
 DEFAULT_NUM = 32

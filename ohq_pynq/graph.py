@@ -113,7 +113,7 @@ class Network:
         """The value of an initializer, Constant output or DequantizeLinear of constants (cached)."""
         if tensor not in self._cache:
             if tensor in self._initializers:
-                from .engine import tensor_to_array
+                from .onnx_loader import tensor_to_array
                 value = tensor_to_array(self._initializers[tensor])
             else:
                 node = self._constant_nodes[tensor]

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import onnx
 
-from .engine import DEFAULT_MEMORY_BYTES, Engine, _load
+from .engine import DEFAULT_MEMORY_BYTES, Engine
+from .engine.executor import _load
 from .errors import ConfigError, DataError
 
 BACKENDS = ("auto", "numpy", "onnxruntime")

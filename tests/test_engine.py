@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ohq_pynq.engine import Engine, tensor_to_array
+from ohq_pynq.engine import Engine
+from ohq_pynq.onnx_loader import tensor_to_array
 from ohq_pynq.errors import UnsupportedOpError
 
 ort = pytest.importorskip("onnxruntime")

@@ -1,0 +1,407 @@
+"""The engine proper: prepare an ONNX graph once, then evaluate it in micro-batches (forward), or
+record a tape and turn it into ``dL/dinput`` (backward). Ops come from :mod:`.ops`."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from ..errors import DataError, ModelError, UnsupportedOpError
+from ..onnx_loader import node_attributes, tensor_to_array
+from .ops import OPS, Node
+from .ops.quantization import QTYPES
+
+FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
+
+DEFAULT_MEMORY_BYTES = 128 << 20   # working-set budget for automatic micro-batching (bytes)
+
+
+def _load(model: Any) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            from ..graph import load_model  # the lead's loader with clear errors, once present
+        except ImportError:
+            load_model = None
+        if load_model is not None:
+            return load_model(model)
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            return onnx.load(str(path))
+        except Exception as err:  # noqa: BLE001 - any parse failure is a user-facing model error
+            raise ModelError(f"{path} is not a readable ONNX model: {err}") from None
+    raise ModelError(f"expected an ONNX model or a path, got {type(model).__name__}")
+
+
+@dataclass
+class Tape:
+    """What ``backward`` needs from one ``forward``: per executed node, the saved context."""
+
+    entries: list[tuple[Node, Any] | None]
+    requires: set[str]
+    input_name: str
+    input_shape: tuple[int, ...]
+    input_dtype: np.dtype
+    nbytes: int = 0
+
+
+class Engine:
+    """A prepared ONNX graph evaluated with numpy.
+
+    ``dtype``: float type of the computation (float32; float64 for gradient checks).
+    ``memory_bytes``: working-set budget used to pick the micro-batch size in :meth:`run`.
+    ``keep_model``: keep the ``onnx.ModelProto`` as ``.model`` (False halves resident weights).
+    """
+
+    def __init__(self, model: Any, dtype=np.float32, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 keep_model: bool = True):
+        model = _load(model)
+        self.model = model if keep_model else None   # keep_model=False frees the proto's weights
+        self.dtype = np.dtype(dtype)
+        self.memory_bytes = int(memory_bytes)
+        g = model.graph
+        opset = 21
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                opset = int(imp.version)
+        self.opset = opset
+        self.elem_types: dict[str, int] = {}
+        consts: dict[str, np.ndarray] = {}
+        for t in g.initializer:
+            a = tensor_to_array(t)
+            if t.data_type in FLOAT_TYPES:
+                a = a.astype(self.dtype)
+            consts[t.name] = a
+            self.elem_types[t.name] = t.data_type
+        init_names = set(consts)
+        self.input_names = [i.name for i in g.input if i.name not in init_names]
+        if not self.input_names:
+            raise ModelError("the model has no graph input (every input is an initializer)")
+        self.input_name = self.input_names[0]
+        self.output_names = [o.name for o in g.output]
+        self.input_shapes = {}
+        for i in g.input:
+            if i.name in init_names:
+                continue
+            self.elem_types[i.name] = i.type.tensor_type.elem_type
+            dims = i.type.tensor_type.shape.dim
+            self.input_shapes[i.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self.input_shape = self.input_shapes[self.input_name]
+
+        # Nodes, checked and topologically ordered.
+        unsupported, nodes = [], []
+        for idx, nd in enumerate(g.node):
+            name = nd.name or f"{nd.op_type}_{idx}"
+            if nd.domain not in ("", "ai.onnx") or nd.op_type not in OPS:
+                unsupported.append((name, nd.op_type if not nd.domain or nd.domain == "ai.onnx"
+                                    else f"{nd.domain}.{nd.op_type}"))
+                continue
+            nodes.append(Node(idx, name, nd.op_type, list(nd.input), list(nd.output),
+                               node_attributes(nd), OPS[nd.op_type], opset))
+        if unsupported:
+            raise UnsupportedOpError(unsupported)
+        nodes = self._toposort(nodes, set(consts) | set(self.input_names))
+        for nd in nodes:
+            if nd.op == "Constant" and nd.attrs.get("value") is not None:
+                self.elem_types[nd.outputs[0]] = nd.attrs["value"].data_type
+        for nd in nodes:
+            if nd.op == "QuantizeLinear":
+                nd.attrs["_qtype"] = self._qtype(nd)
+
+        # Fold nodes whose inputs are all constant (e.g. DequantizeLinear of weights); remember
+        # them so per-call overrides of their inputs are re-propagated.
+        const_names = set(consts)
+        self._folded: list[Node] = []
+        runtime: list[Node] = []
+        for nd in nodes:
+            if all((not i) or i in const_names for i in nd.inputs):
+                outs, _, _ = _run_node(nd, [consts[i] if i else None for i in nd.inputs], False)
+                for o, v in zip(nd.outputs, outs):
+                    if o:
+                        v = np.asarray(v)
+                        if v.dtype.kind == "f" and v.dtype != self.dtype:
+                            v = v.astype(self.dtype)
+                        consts[o] = v
+                        const_names.add(o)
+                self._folded.append(nd)
+            else:
+                runtime.append(nd)
+        self.consts = consts
+        self.nodes = runtime
+        self.producer = {o: nd for nd in runtime for o in nd.outputs if o}
+        self._plans: dict[tuple, list[Node]] = {}
+        self._per_image: dict[tuple, int] = {}
+
+    # ---------------------------------------------------------------------------------- graph
+    @staticmethod
+    def _toposort(nodes: list[Node], available: set[str]) -> list[Node]:
+        avail = set(available) | {""}
+        pending = list(nodes)
+        out: list[Node] = []
+        while pending:
+            rest = []
+            for nd in pending:
+                if all(i in avail for i in nd.inputs):
+                    out.append(nd)
+                    avail.update(nd.outputs)
+                else:
+                    rest.append(nd)
+            if len(rest) == len(pending):
+                missing = sorted({i for nd in rest for i in nd.inputs if i not in avail})
+                raise ModelError(f"the graph is not computable: tensor(s) {missing[:5]} have no producer")
+            pending = rest
+        return out
+
+    def _qtype(self, nd: Node) -> int:
+        if "output_dtype" in nd.attrs and int(nd.attrs["output_dtype"]):
+            t = int(nd.attrs["output_dtype"])
+        elif len(nd.inputs) > 2 and nd.inputs[2]:
+            t = self.elem_types.get(nd.inputs[2], TensorProto.UINT8)
+        else:
+            t = TensorProto.UINT8
+        if t not in QTYPES:
+            raise UnsupportedOpError([(nd.name, f"QuantizeLinear to {TensorProto.DataType.Name(t)}")])
+        return t
+
+    def _plan(self, wanted: tuple[str, ...]) -> list[Node]:
+        """Nodes needed to compute ``wanted``, in execution order."""
+        plan = self._plans.get(wanted)
+        if plan is not None:
+            return plan
+        need = set(wanted)
+        keep: list[Node] = []
+        for nd in reversed(self.nodes):
+            if any(o in need for o in nd.outputs):
+                keep.append(nd)
+                need.update(i for i in nd.inputs if i)
+        plan = keep[::-1]
+        self._plans[wanted] = plan
+        return plan
+
+    def tensor_names(self) -> list[str]:
+        """Every tensor the graph computes at run time (node outputs), in execution order."""
+        return [o for nd in self.nodes for o in nd.outputs if o]
+
+    def nodes_of_type(self, op: str) -> list[Node]:
+        return [nd for nd in self.nodes if nd.op == op]
+
+    # -------------------------------------------------------------------------------- forward
+    def _consts_with(self, overrides: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if not overrides:
+            return self.consts
+        env = dict(self.consts)
+        for k, v in overrides.items():
+            if k not in env:
+                raise ModelError(f"override {k!r} is not an initializer (or constant) of the model")
+            v = np.asarray(v)
+            if v.dtype.kind == "f":
+                v = v.astype(self.dtype, copy=False)
+            env[k] = v
+        changed = set(overrides)
+        for nd in self._folded:
+            if any(i in changed for i in nd.inputs) and not all(o in overrides for o in nd.outputs):
+                outs, _, _ = _run_node(nd, [env[i] if i else None for i in nd.inputs], False)
+                for o, v in zip(nd.outputs, outs):
+                    if o:
+                        env[o] = np.asarray(v).astype(self.dtype) if np.asarray(v).dtype.kind == "f" else v
+                        changed.add(o)
+        return env
+
+    def _feeds(self, x) -> dict[str, np.ndarray]:
+        if isinstance(x, Mapping):
+            feeds = dict(x)
+        else:
+            feeds = {self.input_name: x}
+        for name in self.input_names:
+            if name not in feeds:
+                raise DataError(f"no value given for model input {name!r}")
+        out = {}
+        for k, v in feeds.items():
+            v = np.asarray(v)
+            if v.dtype.kind == "f" or self.elem_types.get(k) in FLOAT_TYPES:
+                v = v.astype(self.dtype, copy=False)
+            out[k] = v
+        return out
+
+    def forward(self, x, outputs: Iterable[str] | None = None, *,
+                overrides: Mapping[str, np.ndarray] | None = None, record: bool = True,
+                keep: Iterable[str] | None = None):
+        """Evaluate the graph on one batch.
+
+        Returns ``(values, tape)``: ``values`` maps each name in ``outputs`` (default: the graph
+        outputs) plus ``keep`` to its array; ``tape`` (None unless ``record``) feeds
+        :meth:`backward`. Only the nodes needed for the requested tensors run.
+        """
+        wanted = list(outputs) if outputs is not None else list(self.output_names)
+        if keep:
+            wanted += [k for k in keep if k not in wanted]
+        return self._forward(self._feeds(x), wanted, self._consts_with(overrides), record)
+
+    def _forward(self, feeds, wanted, env, record):
+        values: dict[str, np.ndarray] = {}
+        for w in wanted:
+            if w not in self.producer and w not in env and w not in feeds:
+                raise ModelError(f"tensor {w!r} does not exist in the model")
+        plan = self._plan(tuple(wanted))
+        const_ids = {id(v) for v in env.values()}
+        # reference counts so intermediates are freed as soon as possible
+        refs: dict[str, int] = {}
+        for nd in plan:
+            for i in nd.inputs:
+                if i:
+                    refs[i] = refs.get(i, 0) + 1
+        wanted_set = set(wanted)
+        live: dict[str, np.ndarray] = dict(feeds)
+        requires = set(feeds) if record else set()
+        entries: list = []
+        tape_bytes = 0
+        peak = live_bytes = sum(v.nbytes for v in feeds.values())
+        for nd in plan:
+            ins = []
+            for i in nd.inputs:
+                if not i:
+                    ins.append(None)
+                elif i in live:
+                    ins.append(live[i])
+                else:
+                    ins.append(env[i])
+            grad_node = record and nd.spec.differentiable and any(i in requires for i in nd.inputs)
+            outs, saved, scratch = _run_node(nd, ins, grad_node)
+            del ins
+            for o, v in zip(nd.outputs, outs):
+                if o:
+                    live[o] = v
+                    live_bytes += getattr(v, "nbytes", 0)
+            if grad_node:
+                entries.append((nd, saved))
+                tape_bytes += _nbytes(saved, const_ids)
+                for o, v in zip(nd.outputs, outs):
+                    if o and (np.asarray(v).dtype.kind == "f" or nd.op == "QuantizeLinear"):
+                        requires.add(o)
+            peak = max(peak, live_bytes + tape_bytes + scratch)
+            for i in nd.inputs:
+                if i and i in refs:
+                    refs[i] -= 1
+                    if refs[i] == 0 and i in live and i not in wanted_set and i not in feeds:
+                        live_bytes -= getattr(live[i], "nbytes", 0)
+                        del live[i]
+            for o in nd.outputs:
+                if o and o not in refs and o not in wanted_set and o in live:
+                    live_bytes -= getattr(live[o], "nbytes", 0)
+                    del live[o]
+        for w in wanted:
+            values[w] = live[w] if w in live else (feeds[w] if w in feeds else env[w])
+        self.last_peak_bytes = peak
+        tape = None
+        if record:
+            tape = Tape(entries, requires, self.input_name, feeds[self.input_name].shape,
+                        feeds[self.input_name].dtype, tape_bytes)
+        return values, tape
+
+    def backward(self, tape: Tape, grads: Mapping[str, np.ndarray], wrt: str | None = None) -> np.ndarray:
+        """Reverse-mode gradient: given ``dL/dt`` for some tensors ``t`` computed by the
+        ``forward`` that produced ``tape``, return ``dL/d(input)`` (or ``wrt``). Frees the tape."""
+        wrt = wrt or tape.input_name
+        acc: dict[str, np.ndarray] = {}
+        for k, g in grads.items():
+            if g is None:
+                continue
+            acc[k] = np.asarray(g, dtype=tape.input_dtype if tape.input_dtype.kind == "f" else self.dtype)
+        for pos in range(len(tape.entries) - 1, -1, -1):
+            entry = tape.entries[pos]
+            tape.entries[pos] = None          # free what this node saved
+            if entry is None:
+                continue
+            nd, saved = entry
+            douts = [acc.pop(o, None) if o else None for o in nd.outputs]
+            if douts[0] is None:          # only first outputs carry gradients in this op set
+                continue
+            need = [bool(i) and i in tape.requires for i in nd.inputs]
+            dins = nd.spec.backward(nd, saved, douts, need)
+            del saved, entry
+            for i, d, nd_i in zip(nd.inputs, dins, need):
+                if d is None or not nd_i:
+                    continue
+                if i in acc:
+                    acc[i] = acc[i] + d
+                else:
+                    acc[i] = d
+        tape.entries.clear()
+        g = acc.get(wrt)
+        if g is None:
+            return np.zeros(tape.input_shape, dtype=tape.input_dtype)
+        return np.ascontiguousarray(g).reshape(tape.input_shape)
+
+    # ---------------------------------------------------------------------------- batched run
+    def bytes_per_image(self, x_shape: tuple[int, ...], outputs: Iterable[str] | None = None,
+                        record: bool = False) -> int:
+        """Peak working-set bytes of one image through the graph (measured once per shape)."""
+        key = (tuple(x_shape[1:]), tuple(outputs or ()), record)
+        if key not in self._per_image:
+            probe = np.zeros((1,) + tuple(x_shape[1:]), dtype=self.dtype)
+            self.forward(probe, outputs, record=record)
+            self._per_image[key] = max(int(self.last_peak_bytes), 1)
+        return self._per_image[key]
+
+    def auto_batch(self, x_shape, outputs=None, record=False, memory_bytes=None) -> int:
+        """Largest micro-batch whose estimated working set fits ``memory_bytes`` (at least 1)."""
+        budget = self.memory_bytes if memory_bytes is None else int(memory_bytes)
+        return max(1, budget // self.bytes_per_image(x_shape, outputs, record))
+
+    def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
+            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Evaluate in micro-batches of ``batch_size`` images (default: fit ``memory_bytes``);
+        returns name -> array concatenated along the batch axis."""
+        feeds = self._feeds(x)
+        outputs = list(outputs) if outputs is not None else list(self.output_names)
+        n = feeds[self.input_name].shape[0] if feeds[self.input_name].ndim else 1
+        if batch_size is None:
+            try:
+                batch_size = self.auto_batch(feeds[self.input_name].shape, outputs) if n > 1 else 1
+            except (ValueError, IndexError, ModelError):   # graph hard-codes its batch size: run it whole
+                batch_size = n
+        batch_size = max(1, int(batch_size))
+        env = self._consts_with(overrides)
+        if n <= batch_size:
+            return self._forward(feeds, outputs, env, False)[0]
+        parts: dict[str, list] = {o: [] for o in outputs}
+        for s in range(0, n, batch_size):
+            chunk = {k: (v[s:s + batch_size] if v.ndim and v.shape[0] == n else v)
+                     for k, v in feeds.items()}
+            vals, _ = self._forward(chunk, outputs, env, False)
+            for o in outputs:
+                parts[o].append(vals[o])
+            del vals
+        return {o: (np.concatenate(p, axis=0) if np.ndim(p[0]) else p[0]) for o, p in parts.items()}
+
+
+_NODE_ERRORS = (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError)
+
+
+def _run_node(nd, ins, grad):
+    """``nd.spec.forward`` with numpy shape/value errors turned into one ModelError naming the node."""
+    try:
+        return nd.spec.forward(nd, ins, grad)
+    except _NODE_ERRORS as err:
+        shapes = ", ".join("-" if v is None else str(tuple(np.shape(v))) for v in ins)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"node {nd.name!r} ({nd.op}) cannot run on inputs of shape {shapes}: "
+                         f"{first}") from err
+
+
+def _nbytes(obj, skip_ids=frozenset()) -> int:
+    """Bytes held by arrays in a (nested) tape entry, not counting the model's constants."""
+    if isinstance(obj, np.ndarray):
+        return 0 if id(obj) in skip_ids else int(obj.nbytes)
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(o, skip_ids) for o in obj)
+    return 0

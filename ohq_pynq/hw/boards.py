@@ -28,9 +28,14 @@ order-of-magnitude estimates, not measurements; their sources:
   control), as the PMBus measurement subtracts the idle baseline. A rough Xilinx Power Estimator
   class figure for a small PL design: 0.10 W on Zynq-7000, 0.15-0.25 W on ZU+.
 
-PYNQ-Z2 has no power rails, so ``rails`` is empty and its energy is ``None`` everywhere (the
-simulator mirrors the real board; ``SimAccelerator(estimate_energy=True)`` uses its constants
-anyway).
+Power rails (``Board.rails``): the names ``pynq.pmbus.get_rails()`` gives the board's total-power
+monitor on its PYNQ image, in order of preference (alternatives for the same monitor on different
+images; one rail is used, summing a total with its sub-rails would double count). ``get_rails()``
+keys each rail by its libsensors label (``/etc/sensors.d/*.conf``) or, without one, by the
+feature name (``power1``). The sources are cited next to each entry in ``_BUILTIN``;
+``python -m ohq_pynq doctor`` prints what a board actually shows. PYNQ-Z2 has no power monitor,
+so ``rails`` is empty and its energy is ``None`` everywhere (the simulator mirrors the real board;
+``SimAccelerator(estimate_energy=True)`` uses its constants anyway).
 """
 from __future__ import annotations
 
@@ -113,23 +118,34 @@ def _cores(pe: int, simd: int, bus: int, **mem) -> dict:
 # written by the RTL flow (vivado/tools/make_boards.py) from the yosys estimates, which the
 # package always ships; the PE/SIMD/clock below are used only if that file is missing.
 _BUILTIN = {
+    # PYNQ-Z2: no PMBus/INA power monitor on the board, and PYNQ ships no sensors.d entry for it
+    # (Xilinx/PYNQ boards/Pynq-Z2 has no sensorconf package): get_rails() returns {}.
     "pynq-z2": dict(part="xc7z020clg400-1", fclk_hz=100e6, bus=8, pe=8, simd=8, rails=(),
                     energy=EnergyModel(0.10, {8: 0.3 * 10 * 0.6 * PJ, 4: 0.15 * 10 * 0.6 * PJ}, 50 * PJ),
                     aliases=("pynqz2", "pynq_z2")),
     "ultra96v2": dict(part="xczu3eg-sbva484-1-e", fclk_hz=200e6, bus=16, pe=16, simd=16,
-                      # Avnet's libsensors config names the INA226 total-power monitor; the PMIC
-                      # rails are per supply. Confirm the label on a board (see hw/power.py).
-                      rails=("INA226", "SYS", "VIN"),
+                      # Avnet/Ultra96-PYNQ Ultra96/packages/sensorconf-v2/ultra96.conf, chip
+                      # "*-i2c-6-45": `label curr1 "5V"`, `label power1 "5V"` (its `in1` is
+                      # labelled "VIN": a voltage only, no power). The Ultra96-V1 image's
+                      # sensorconf-v1/ultra96.conf labels its INA226 (chip "ina226_u35-*") "VSYS".
+                      # The other labels there (INT, PSINT_FP, 1V2, ...) are per-supply PMIC rails.
+                      rails=("5V", "VSYS"),
                       energy=EnergyModel(0.15, {8: 0.3 * 10 * 0.35 * PJ, 4: 0.15 * 10 * 0.35 * PJ}, 40 * PJ),
                       aliases=("ultra96", "ultra96-v2", "ultra96_v2")),
     "zcu104": dict(part="xczu7ev-ffvc1156-2-e", fclk_hz=200e6, bus=16, pe=16, simd=16,
+                   # Xilinx/PYNQ boards/ZCU104/packages/sensorconf/zcu104.conf, chip "*-i2c-5-40"
+                   # (the INA226 on the 12 V input): `label in1/power1/curr1 "12V"`.
                    rails=("12V",),
                    energy=EnergyModel(0.25, {8: 0.3 * 10 * 0.35 * PJ, 4: 0.15 * 10 * 0.35 * PJ}, 45 * PJ),
                    aliases=()),
     "kv260": dict(part="xck26-sfvc784-2LV-c", fclk_hz=200e6, bus=16, pe=16, simd=16,
-                  # One INA260 on the SOM supply; without a sensors.d entry libsensors labels it
-                  # with its feature name ("power1").
-                  rails=("power1", "INA260"),
+                  # The KV260 carrier's INA260 (u14 at 0x40 on i2c1; Linux
+                  # arch/arm64/boot/dts/xilinx/zynqmp-sck-kv-g-rev{A,B}.dtso, exposed through
+                  # iio-hwmon "ina260-u14") on VCC_SOM, the SOM's single 5 V input (UG1089:
+                  # "the total power consumed by the SOM"). Kria-PYNQ's install.sh installs no
+                  # sensors.d entry, so libsensors labels its features by name and get_rails()
+                  # returns the rails "in1", "curr1" and "power1" (the power one is used).
+                  rails=("power1",),
                   energy=EnergyModel(0.20, {8: 0.3 * 10 * 0.35 * PJ, 4: 0.15 * 10 * 0.35 * PJ}, 45 * PJ),
                   aliases=("kria", "kv-260")),
 }

@@ -19,7 +19,7 @@ from conftest import build_small_cnn
 from ohq_pynq.cli import main
 from ohq_pynq.errors import HardwareError
 from ohq_pynq.hw import accelerator as accelerator_module
-from ohq_pynq.hw.fake_pynq import Faults, FakePynq
+from ohq_pynq.hw.fake_pynq import Faults, FakePynq, write_overlay
 from ohq_pynq.hw.overlay import OverlayAccelerator
 from ohq_pynq.hw.sim import SimAccelerator
 from ohq_pynq.ilp import make_problem, solve
@@ -39,23 +39,34 @@ def model(tmp_path):
 
 @pytest.fixture
 def bitfile(tmp_path):
-    path = tmp_path / "ohq.bit"
-    path.write_bytes(b"\x00\x09\x0f\xf0fake bitstream")
-    return path
+    return write_overlay(tmp_path, "pynq-z2")
+
+
+def _fake(bitfile, board, **fake):
+    """The fake pynq, with ``board``'s .hwh written beside ``bitfile`` (when the .bit is there);
+    ``core_vlnv`` in ``fake`` goes to the .hwh."""
+    design = {k: fake.pop(k) for k in ("core_vlnv",) if k in fake}
+    if bitfile.is_file():
+        write_overlay(bitfile.parent, board, name=bitfile.stem, **design)
+    fake.setdefault("sensor_update", 0.002)
+    return FakePynq(board=board, **fake)
 
 
 def _acc(bitfile, board="pynq-z2", faults=None, timeout=0.2, **fake):
     return OverlayAccelerator(board=board, bitstream=bitfile, timeout=timeout, energy_window=0.005,
-                              pynq_module=FakePynq(board=board, faults=faults, **fake))
+                              pynq_module=_fake(bitfile, board, faults=faults, **fake))
 
 
-def _cli_profile(monkeypatch, capsys, model, bitfile, out, board="pynq-z2", **fake):
-    """``profile --backend pynq`` with the fake device behind the factory; (exit code, stderr)."""
+def _cli_profile(monkeypatch, capsys, model, bitfile, out, board="pynq-z2", hwh=True, **fake):
+    """``profile --backend pynq`` with the fake device behind the factory; (exit code, stderr).
+    ``hwh=False``: the .bit without its .hwh."""
     def factory(backend, board=None, **options):
         assert backend == "pynq"
+        pynq = _fake(bitfile, board, **fake)
+        if not hwh:
+            bitfile.with_suffix(".hwh").unlink(missing_ok=True)
         return OverlayAccelerator(board=board, bitstream=options.get("bitstream", bitfile),
-                                  timeout=0.2, energy_window=0.005,
-                                  pynq_module=FakePynq(board=board, **fake))
+                                  timeout=0.2, energy_window=0.005, pynq_module=pynq)
     monkeypatch.setattr(accelerator_module, "make_accelerator", factory)
     capsys.readouterr()
     code = main(["profile", str(model), "--backend", "pynq", "--board", board, "--overlay",
@@ -125,7 +136,8 @@ def test_a_wrapped_32_bit_counter_is_detected(model, bitfile):
 # --------------------------------------------------------------------------- overlay identity
 @pytest.mark.parametrize("fake,expect", [
     ({"version": 0x00020000}, "register map 2.0, this driver speaks 1.x"),
-    ({"ip_version": "2.0"}, "ohq_conv 2.0 in the overlay's .hwh but its VERSION register reads 1.0"),
+    ({"core_vlnv": "ohq-pynq:ohq:ohq_conv:2.0"},
+     "ohq_conv 2.0 in the overlay's .hwh but its VERSION register reads 1.0"),
     ({"magic": 0x12345678}, "MAGIC 0x12345678"),
     ({"faults": Faults(param_override={"PE": 3})}, "core parameters that cannot be right"),
     ({"faults": Faults(param_override={"SIMD": 0})}, "core parameters that cannot be right"),
@@ -140,12 +152,9 @@ def test_registers_disagreeing_with_the_bitstream(monkeypatch, capsys, model, bi
 def test_missing_bit_or_hwh(monkeypatch, capsys, model, bitfile, tmp_path):
     code, err = _cli_profile(monkeypatch, capsys, model, tmp_path / "gone.bit", tmp_path / "p.json")
     assert code == 3 and "gone.bit not found" in _one_error_line(err)
-    code, err = _cli_profile(monkeypatch, capsys, model, bitfile, tmp_path / "p.json",
-                             faults=Faults(require_hwh=True))
+    code, err = _cli_profile(monkeypatch, capsys, model, bitfile, tmp_path / "p.json", hwh=False)
     assert code == 3 and "ohq.hwh is missing beside it" in _one_error_line(err)
-    bitfile.with_suffix(".hwh").write_text("<hwh/>")
-    code, err = _cli_profile(monkeypatch, capsys, model, bitfile, tmp_path / "p.json",
-                             faults=Faults(require_hwh=True))
+    code, err = _cli_profile(monkeypatch, capsys, model, bitfile, tmp_path / "p.json")
     assert code == 0, err
 
 
@@ -159,12 +168,19 @@ def test_no_board_at_all_is_a_hardware_error(capsys, model, tmp_path):
 
 
 # ------------------------------------------------------------------------------- power rails
-@pytest.mark.parametrize("mode", ["nan", "raise", "vanish"])
+@pytest.mark.parametrize("mode", ["nan", "raise", "stale", "vanish"])
 def test_power_rail_failing_mid_run_marks_energy_unavailable_and_the_run_continues(
         model, bitfile, tmp_path, mode):
     faults = Faults(rail_after=10 ** 9, rail_mode=mode)
     acc = _acc(bitfile, board="zcu104", faults=faults)
-    faults.rail_after = faults.rail_reads + 10     # fails a few layers into profiling
+    run_layer, pairs = acc.run_layer, []
+
+    def fail_from_the_fourth_pair(*args):
+        pairs.append(args[:2])
+        if len(pairs) == 4:
+            faults.rail_after = faults.rail_reads      # the rail fails a few layers in
+        return run_layer(*args)
+    acc.run_layer = fail_from_the_fourth_pair
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prof = profile_network(model, acc, repeats=1, cache=tmp_path / "c.json", out=tmp_path / "p.json")
@@ -190,12 +206,12 @@ def test_power_rail_failing_mid_run_marks_energy_unavailable_and_the_run_continu
 
 
 def test_power_rail_dead_at_start(bitfile):
-    with pytest.warns(UserWarning, match="Measuring without energy"):
+    with pytest.warns(UserWarning, match="Profiling latency only: energy is unavailable"):
         acc = _acc(bitfile, board="zcu104", faults=Faults(rail_after=0, rail_mode="raise"))
     assert acc.monitor is None and not acc.describe().has_energy
     with pytest.raises(HardwareError, match="reads nan W"):
-        OverlayAccelerator(board="zcu104", bitstream=bitfile, power=True, pynq_module=FakePynq(
-            board="zcu104", faults=Faults(rail_after=0, rail_mode="nan")))
+        OverlayAccelerator(board="zcu104", bitstream=bitfile, power=True, pynq_module=_fake(
+            bitfile, "zcu104", faults=Faults(rail_after=0, rail_mode="nan")))
 
 
 # ------------------------------------------------------------------------------ noisy hardware

@@ -20,8 +20,17 @@ Overlay conventions (as ``vivado/tcl/build_overlay.tcl`` builds it): each core's
 :data:`VLNV` (cells ``ohq_int4``, ``ohq_int8``); its AXI DMA has ``int<bits>`` in its name
 (``dma_int4``, ``dma_int8``) — or, failing that, the core's name with ``conv`` replaced by
 ``dma``, or the only DMA; the core's BITS register, not its name, decides which width it is.
-The bitstream is ``overlays/<board>/ohq.bit`` with ``ohq.hwh`` beside it. The DMA length
-register is 26 bits wide (64 MiB transfers); longer input streams are sent in chunks.
+The bitstream is ``overlays/<board>/ohq.bit`` with ``ohq.hwh`` beside it.
+
+DMA transfers are cut the way the AXI DMA accepts them: pynq's simple-mode channel allows at
+most ``buffer_max_size = (1 << c_sg_length_width) - 1`` bytes (an odd number) per transfer and,
+without the data realignment engine, only start addresses aligned to the memory-map data width
+(pynq/lib/dma.py). Input streams longer than that go in chunks of the maximum rounded down to a
+multiple of 4 KiB (below 4 KiB: of the bus width), so every chunk starts aligned in the
+page-aligned ``allocate`` buffer and ends on a whole beat (:func:`chunk_bytes`). The length
+register is 26 bits wide in ``build_overlay.tcl`` (64 MiB - 1). After each run the receive
+channel's ``wait()`` reports DMA errors and the bytes written; a packet shorter or longer than
+the layer's output is a :class:`HardwareError`.
 """
 from __future__ import annotations
 
@@ -37,18 +46,21 @@ from . import core_model as cm
 from . import regmap as rm
 from .accelerator import HardwareInfo, Measurement, Requant, check_inputs, conv_layer
 from .boards import Board, detect_board_name, get_board
+from .power import DEFAULT_ENERGY_WINDOW
 from .tiling import plan_layer, run_plan
 
 VLNV = "ohq-pynq:ohq:ohq_conv:1.0"   # vendor:library:name:version of the packaged core
 DMA_VLNV_PREFIX = "xilinx.com:ip:axi_dma:"
 DEFAULT_TIMEOUT = 5.0                # seconds per run of the core
+PAGE = 4096                          # bytes: chunks of long DMA transfers are multiples of this
 OVERLAY_DIRS = (Path(__file__).resolve().parents[2] / "overlays",
                 Path(__file__).resolve().parents[1] / "overlays")
 
 _DRIVER = None
 
 
-def _import_pynq():
+def import_pynq():
+    """The ``pynq`` package, or a :class:`HardwareError` saying it is not there (off the board)."""
     try:
         import pynq
     except ImportError as err:
@@ -58,28 +70,41 @@ def _import_pynq():
 
 
 def driver_class(pynq=None):
-    """The ``DefaultIP`` driver bound to :data:`VLNV` (created and registered on first call)."""
+    """The ``DefaultIP`` subclass bound to :data:`VLNV` (created and registered on first call),
+    so pynq gives the cores their own driver type; register access is :class:`CoreDriver`'s."""
     global _DRIVER
-    pynq = pynq or _import_pynq()
+    pynq = pynq or import_pynq()
     if _DRIVER is not None and issubclass(_DRIVER, pynq.DefaultIP):
         return _DRIVER
 
     class OhqConvIP(pynq.DefaultIP):
-        """ohq_conv core: named register access on top of ``DefaultIP.read/write``."""
+        """ohq_conv core (``DefaultIP.read/write`` on its AXI4-Lite registers)."""
 
         bindto = [VLNV]
 
-        def __init__(self, description):
-            super().__init__(description=description)
-
-        def read_reg(self, name: str) -> int:
-            return int(self.read(rm.offset(name)))
-
-        def write_reg(self, name: str, value: int) -> None:
-            self.write(rm.offset(name), int(value))
-
     _DRIVER = OhqConvIP
     return OhqConvIP
+
+
+def chunk_bytes(max_size: int, align: int) -> int:
+    """Bytes per DMA transfer of a long stream: ``max_size`` (the channel's maximum, ``2^N - 1``)
+    rounded down to a multiple of 4 KiB, or below 4 KiB to a multiple of ``align`` (the bus width,
+    bytes), so every chunk starts aligned and ends on a whole beat."""
+    if max_size >= PAGE:
+        return max_size - max_size % PAGE
+    chunk = max_size - max_size % align
+    if chunk <= 0:
+        raise HardwareError(f"the DMA's maximum transfer of {max_size} bytes is below one "
+                            f"{align}-byte beat; widen its length register in the block design.")
+    return chunk
+
+
+def check_magic(name: str, ip) -> None:
+    """A :class:`HardwareError` unless IP ``name`` answers the ohq_conv core's MAGIC."""
+    magic = int(ip.read(rm.offset("MAGIC"))) & 0xFFFFFFFF
+    if magic != rm.MAGIC:
+        raise HardwareError(f"IP {name} answers MAGIC 0x{magic:08X}, not the ohq_conv core's "
+                            f"0x{rm.MAGIC:08X}; is the right bitstream loaded?")
 
 
 class CoreDriver:
@@ -87,12 +112,10 @@ class CoreDriver:
     ``write(offset, value)`` (a ``DefaultIP``), ``dma`` an AXI DMA with send/recv channels."""
 
     def __init__(self, name: str, ip, dma, pynq, timeout: float = DEFAULT_TIMEOUT,
-                 vlnv: str | None = None):
+                 vlnv: str | None = None, dma_name: str | None = None):
         self.name, self.ip, self.dma, self.pynq, self.timeout = name, ip, dma, pynq, timeout
-        magic = self.read("MAGIC")
-        if magic != rm.MAGIC:
-            raise HardwareError(f"IP {name} answers MAGIC 0x{magic:08X}, not the ohq_conv core's "
-                                f"0x{rm.MAGIC:08X}; is the right bitstream loaded?")
+        self.dma_name = dma_name
+        check_magic(name, ip)
         version = self.read("VERSION")
         if version >> 16 != rm.VERSION >> 16:
             raise HardwareError(f"IP {name} has register map {version >> 16}.{version & 0xFFFF}, "
@@ -108,6 +131,28 @@ class CoreDriver:
             raise HardwareError(f"IP {name} reports core parameters that cannot be right ({err}); "
                                 f"is the right bitstream loaded?") from None
         self._buffers: dict[tuple[str, int], object] = {}
+        self.max_transfer = self._max_transfer()
+        self.chunk = chunk_bytes(self.max_transfer, max(self.core.bus_bytes, self.dma_bus_bytes()))
+
+    def _max_transfer(self) -> int | None:
+        """Largest DMA transfer (bytes): pynq's ``DMA.buffer_max_size``, else the channels'."""
+        size = getattr(self.dma, "buffer_max_size", None)
+        if not isinstance(size, int):
+            sizes = [getattr(ch, "_max_size", None) for ch in (self.dma.sendchannel, self.dma.recvchannel)]
+            sizes = [v for v in sizes if isinstance(v, int)]
+            size = min(sizes) if sizes else None
+        return size if size is None else int(size)
+
+    def dma_parameters(self) -> dict:
+        """The DMA's ``.hwh`` parameters (its ``ip_dict`` entry), or {}."""
+        desc = getattr(self.dma, "description", None)
+        return dict(desc.get("parameters", {})) if isinstance(desc, dict) else {}
+
+    def dma_bus_bytes(self) -> int:
+        """The DMA's memory-map data width (bytes): the alignment its transfers need."""
+        p = self.dma_parameters()
+        widths = [int(p[k]) // 8 for k in ("c_m_axi_mm2s_data_width", "c_m_axi_s2mm_data_width") if k in p]
+        return max(widths, default=self.core.bus_bytes)
 
     # -- registers -----------------------------------------------------------------------
     def read(self, name: str) -> int:
@@ -154,12 +199,40 @@ class CoreDriver:
                                     f"{self.timeout:g} s; the overlay may need a reload.")
             time.sleep(0)
 
+    def _dma_error(self, *channels) -> None:
+        for ch in channels:
+            if getattr(ch, "error", False):
+                which = "output (S2MM)" if ch is self.dma.recvchannel else "input (MM2S)"
+                raise HardwareError(f"core {self.name}: the AXI DMA reported an error on its "
+                                    f"{which} channel.")
+
     def _channel_ready(self, ch):
         def ready():
-            if getattr(ch, "error", False):
-                raise HardwareError(f"core {self.name}: the AXI DMA reported an error.")
+            self._dma_error(ch)
             return bool(ch.idle)
         return ready
+
+    def _transfer(self, ch, buf, start: int, nbytes: int) -> None:
+        try:
+            ch.transfer(buf, start=start, nbytes=nbytes)
+        except (RuntimeError, ValueError) as err:   # what pynq's DMA channels raise
+            raise HardwareError(f"core {self.name}: the AXI DMA refused a {nbytes}-byte transfer "
+                                f"at offset {start} ({err}).") from None
+
+    def _received(self, recv, n_out: int) -> None:
+        """pynq's ``wait()`` on the finished receive channel: its error bits and the bytes the
+        S2MM channel wrote (``transferred``), which must be the layer's output."""
+        if hasattr(recv, "wait"):
+            try:
+                recv.wait()
+            except RuntimeError as err:
+                raise HardwareError(f"core {self.name}: the AXI DMA's output channel failed "
+                                    f"({err}).") from None
+        got = getattr(recv, "transferred", None)
+        if isinstance(got, (int, np.integer)) and got != n_out:
+            raise HardwareError(f"core {self.name}: the output DMA received {int(got)} bytes, the "
+                                f"layer has {n_out}; the core and the driver disagree on the "
+                                f"layer (register map or core parameters).")
 
     def execute(self, layer: cm.ConvLayer, stream: np.ndarray, decode: bool = True):
         """Run ``layer`` on an already packed input ``stream`` (uint8). Returns (outputs or None,
@@ -167,24 +240,30 @@ class CoreDriver:
         core = self.core
         geo = cm.geometry(layer, core)
         n_in, n_out = stream.size, geo.out_beats * core.bus_bytes
+        if self.max_transfer is not None and n_out > self.max_transfer:
+            raise HardwareError(f"core {self.name}: the output of {n_out} bytes exceeds the DMA's "
+                                f"maximum transfer of {self.max_transfer} bytes; widen its length "
+                                f"register in the block design.")
         ibuf, obuf = self._buffer("in", n_in), self._buffer("out", n_out)
         ibuf[:] = stream
         ibuf.flush()
         for name, value in layer.registers().items():
             self.write(name, value)
         send, recv = self.dma.sendchannel, self.dma.recvchannel
-        max_len = int(getattr(send, "_max_size", 0) or n_in)
-        if n_out > int(getattr(recv, "_max_size", 0) or n_out):
-            raise HardwareError(f"core {self.name}: the output of {n_out} bytes exceeds the DMA's "
-                                "maximum transfer; widen its length register in the block design.")
+        chunk = self.chunk if self.max_transfer is not None else n_in
         deadline = time.monotonic() + self.timeout
-        recv.transfer(obuf)
+        self._transfer(recv, obuf, 0, n_out)
         self.write("CTRL", rm.CTRL_AP_START)
-        for start in range(0, n_in, max_len):
-            send.transfer(ibuf, start=start, nbytes=min(max_len, n_in - start))
+        for start in range(0, n_in, chunk):
+            self._transfer(send, ibuf, start, min(chunk, n_in - start))
             self._wait("the input DMA transfer", self._channel_ready(send), deadline)
-        self._wait("ap_done", lambda: self.read("CTRL") & rm.CTRL_AP_DONE, deadline)
+
+        def done():
+            self._dma_error(send, recv)    # a halted DMA stalls the core: report the DMA
+            return self.read("CTRL") & rm.CTRL_AP_DONE
+        self._wait("ap_done", done, deadline)
         self._wait("the output DMA transfer", self._channel_ready(recv), deadline)
+        self._received(recv, n_out)
         y = None
         if decode:
             obuf.invalidate()
@@ -231,13 +310,16 @@ class OverlayAccelerator:
 
     ``board``: profile name (default: ``$BOARD`` / device tree); ``bitstream``: path to the .bit
     (default ``overlays/<board>/ohq.bit``); ``timeout``: seconds per core run; ``power``: measure
-    energy on the board's PMBus rails (default: where the board has rails); ``energy_window``:
-    seconds of repeated runs per energy reading; ``pynq_module``: the pynq API (a fake in tests).
+    energy on the board's PMBus rails (default: where the board has rails, and without energy
+    plus one warning when none of them answers; ``True``: their absence is an error);
+    ``energy_window``: seconds of repeated runs per energy reading (widened to cover enough
+    sensor updates, see :mod:`.power`); ``pynq_module``: the pynq API (a fake in tests).
     """
 
     def __init__(self, board: str | Board | None = None, bitstream: str | os.PathLike | None = None,
                  timeout: float = DEFAULT_TIMEOUT, power: bool | None = None,
-                 energy_window: float = 0.05, pynq_module=None, download: bool = True):
+                 energy_window: float = DEFAULT_ENERGY_WINDOW, pynq_module=None,
+                 download: bool = True):
         from ..fileio import file_sha256
 
         if isinstance(board, Board):
@@ -247,7 +329,7 @@ class OverlayAccelerator:
             if name is None:
                 raise ConfigError("cannot detect the board: set $BOARD or pass --board.")
             self.board = get_board(name)
-        self.pynq = pynq_module or _import_pynq()
+        self.pynq = pynq_module or import_pynq()
         path = Path(bitstream) if bitstream else find_bitstream(self.board.name)
         if not path.is_file():
             raise HardwareError(f"bitstream {path} not found.")
@@ -270,9 +352,11 @@ class OverlayAccelerator:
         self.drivers: dict[int, CoreDriver] = {}
         for name in cores:
             ip = getattr(self.overlay, name)
+            check_magic(name, ip)
             bits = int(ip.read(rm.offset("BITS")))
-            dma = getattr(self.overlay, _pair_dma(name, bits, dmas))
-            drv = CoreDriver(name, ip, dma, self.pynq, timeout, vlnv=ip_dict[name].get("type"))
+            dma_name = _pair_dma(name, bits, dmas)
+            drv = CoreDriver(name, ip, getattr(self.overlay, dma_name), self.pynq, timeout,
+                             vlnv=ip_dict[name].get("type"), dma_name=dma_name)
             if drv.core.bits in self.drivers:
                 raise HardwareError(f"overlay has two {drv.core.bits}-bit cores ({name}, "
                                     f"{self.drivers[drv.core.bits].name}).")
@@ -280,6 +364,9 @@ class OverlayAccelerator:
         self.fclk_hz = self._fclk()
         self.monitor = None
         self.energy_error: str | None = None   # why energy stopped being measured mid-run
+        self.power_error: str | None = None    # why energy was not measured from the start
+        self.last_energy = None                # the EnergyReading of the last run_layer
+        self.energy_log: list[dict] = []       # every reading: layer, bits and its spread
         want_power = self.board.has_power if power is None else power
         if want_power:
             from .power import PowerMonitor, PowerUnavailable
@@ -289,9 +376,9 @@ class OverlayAccelerator:
             except PowerUnavailable as err:
                 if power:                          # asked for explicitly: that is an error
                     raise
-                warnings.warn(f"{err} Measuring without energy.", stacklevel=2)
-                self.monitor = None
-        self.energy_window = energy_window
+                self.monitor, self.power_error = None, str(err)
+                warnings.warn(f"{err} Profiling latency only: energy is unavailable.", stacklevel=2)
+        self.energy_window = float(energy_window)
 
     def _fclk(self) -> float:
         try:
@@ -343,7 +430,10 @@ class OverlayAccelerator:
                 for sub, stream in packed:
                     drv.execute(sub, stream, decode=False)
             try:
-                joules = self.monitor.energy_per_call(replay, self.energy_window)
+                reading = self.monitor.measure_energy(replay, self.energy_window)
+                joules, self.last_energy = reading.joules, reading
+                self.energy_log.append({"layer": getattr(layer, "name", None), "bits": int(bits),
+                                        **reading.to_json()})
             except PowerUnavailable as err:
                 # Latency is still good: keep measuring it, with energy marked unavailable.
                 self.energy_error = str(err)

@@ -161,3 +161,17 @@ def test_a_stale_rail_is_power_unavailable_not_a_zero_energy():
     with pytest.raises(PowerUnavailable, match="power rail 12V has not changed .* looks stale"):
         for _ in range(10):
             mon.measure_energy(lambda: time.sleep(0.001), window=0.03)
+
+
+def test_pynq_4_warning_about_libsensors_becomes_the_reason_not_a_second_warning():
+    import warnings
+    from ohq_pynq.hw.power import get_rails
+
+    def rails_without_libsensors(config_file=None):
+        warnings.warn("Could not initialise libsensors library")     # pynq 4.0 pmbus.py
+        return {}
+    fake = SimpleNamespace(pmbus=SimpleNamespace(get_rails=rails_without_libsensors))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PowerUnavailable, match="found no rails .Could not initialise libsensors"):
+            get_rails(fake)

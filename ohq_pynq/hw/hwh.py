@@ -15,10 +15,12 @@ builds, written as Vivado writes it, and read back the way pynq reads it.
   the PS module's ``MEMRANGE`` elements (key: ``FULLNAME`` without the leading ``/``; ``phys_addr``
   ``BASEVALUE``, ``addr_range`` ``HIGHVALUE - BASEVALUE + 1``, ``type`` the VLNV, ``parameters``
   the module's ``PARAMETER`` name/value strings, ``mem_id`` the ``SLAVEBUSINTERFACE``);
-  ``interrupts`` traced from the PS interrupt pin through the ``xlconcat``;
+  ``interrupts`` traced from the PS interrupt pin through the ``xlconcat`` (with pynq's
+  ``raw_irq`` GIC numbers);
   ``clock_dict`` from the PS's ``PCW_FCLK<i>_PERIPHERAL_DIVISOR<j>`` / ``PCW_FPGA_FCLK<i>_ENABLE``
   (Zynq-7000) or ``PSU__CRL_APB__PL<i>_REF_CTRL__DIVISOR<j>`` / ``PSU__FPGA_PL<i>_ENABLE`` (ZynqMP).
-  Register descriptions, GPIO and hierarchies, which the overlay does not use, are left out.
+  Register descriptions, GPIO, AXI interrupt controllers and hierarchies, which the overlay does
+  not use, are left out. ``tests/test_hw_hwh.py`` checks the result against pynq's own parser.
 
 The register-level fake (:mod:`.fake_pynq`) loads its overlay only through this parser, so the
 driver is tested against the ``ip_dict`` a real board would give.
@@ -50,6 +52,9 @@ LITE_MASTER = {"zynq": "M_AXI_GP0", "zynq_ultra": "M_AXI_HPM0_FPD"}
 DMA_LENGTH_WIDTH = 26          # CONFIG.c_sg_length_width: 64 MiB - 1 per transfer
 DMA_BURST = 64
 IOPLL_MHZ = {"zynq": 1000.0, "zynq_ultra": 1500.0}   # PL clocks are IOPLL / divisor0 / divisor1
+# (first GIC interrupt, lines) behind the PS's PL interrupt pin (pynq's family_irq): IRQ_F2P on
+# Zynq-7000, pl_ps_irq0 on ZynqMP.
+IRQ_LINES = {"zynq": ((61, 8), (84, 8)), "zynq_ultra": ((121, 8),)}
 
 
 def ps_family(part: str) -> str:
@@ -342,9 +347,11 @@ def parse_hwh(source: str | os.PathLike) -> Handoff:
         base, high = int(rng.get("BASEVALUE"), 16), int(rng.get("HIGHVALUE"), 16)
         ip_dict[full_name] = {"fullpath": full_name, "type": vlnv, "bdtype": None, "state": None,
                               "addr_range": high - base + 1, "phys_addr": base,
-                              "mem_id": rng.get("SLAVEBUSINTERFACE"), "gpio": {},
-                              "interrupts": {}, "parameters": dict(params), "registers": {}}
-    ip_dict[ps_name] = {"parameters": dict(modules[ps_mod.get("INSTANCE")][2]),
+                              "mem_id": rng.get("SLAVEBUSINTERFACE"), "memtype": rng.get("MEMTYPE"),
+                              "gpio": {}, "interrupts": {}, "parameters": dict(params),
+                              "registers": {}}
+    ip_dict[ps_name] = {"gpio": {}, "interrupts": {},
+                        "parameters": dict(modules[ps_mod.get("INSTANCE")][2]),
                         "type": ps_mod.get("VLNV")}
     _add_interrupts(root, ps_mod, family, ip_dict, modules)
     ps_params = modules[ps_mod.get("INSTANCE")][2]
@@ -389,7 +396,9 @@ def _add_interrupts(root, ps_mod, family, ip_dict, modules) -> None:
         for i in range(concats[concat]):
             for p in nets.get(pins.get(f"{concat}/In{i}"), ()):
                 sources.append((p, i))
+    raw = [b + i for b, n in IRQ_LINES[family] for i in range(n)]   # GIC numbers of the pin's lines
     for pin, index in sources:
         block, _, name = pin.rpartition("/")
-        if block in ip_dict and "interrupts" in ip_dict[block]:
-            ip_dict[block]["interrupts"][name] = {"controller": "", "index": index, "fullpath": pin}
+        if block in ip_dict and block != ps_full:
+            ip_dict[block]["interrupts"][name] = {"controller": "", "index": index, "fullpath": pin,
+                                                  "raw_irq": raw[index]}

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,9 +148,14 @@ def get_rails(pynq_module=None) -> dict:
     else:
         pmbus = pynq_module.pmbus
     try:
-        return dict(pmbus.get_rails() or {})
+        with warnings.catch_warnings(record=True) as caught:   # pynq 4 warns when libsensors is missing
+            warnings.simplefilter("always")
+            rails = dict(pmbus.get_rails() or {})
     except Exception as err:   # libsensors missing or broken
         raise PowerUnavailable(f"cannot read the power rails (pynq.pmbus.get_rails: {err}).") from None
+    if not rails and caught:
+        raise PowerUnavailable(f"pynq.pmbus.get_rails() found no rails ({caught[0].message}).")
+    return rails
 
 
 def update_interval_of(rails: dict, hwmon_root: Path = HWMON_ROOT) -> float:

@@ -3,13 +3,15 @@
 One module per subcommand in this package. Each defines ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; register it in ``COMMANDS``. This module
 turns every :class:`~ohq_pynq.errors.OhqError` into one ``error: ...`` line on stderr and the
-error's exit code (2 user error, 3 hardware error).
+error's exit code (2 user error, 3 hardware error), and prints warnings as one ``warning: ...``
+line each.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import OhqError
 
@@ -23,6 +25,7 @@ COMMANDS = {
     "quantize": "quantize_cmd",
     "evaluate": "evaluate_cmd",
     "inspect": "inspect_cmd",
+    "doctor": "doctor_cmd",
     "autotune": "autotune_cmd",
     "install-service": "install_service_cmd",
 }
@@ -45,12 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning   # one line each
     try:
         return int(args._run(args) or 0)
     except OhqError as err:
@@ -59,3 +67,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = saved

@@ -733,7 +733,8 @@ class FakePynq:
         self.DMA = DMA
         self.pmbus = SimpleNamespace(get_rails=lambda config_file=None: (
             {n: r for n, r in fake._rails.items() if not (fake.faults.rail_gone and r.power is fake.sensor)}))
-        self.ps = SimpleNamespace(Clocks=SimpleNamespace(fclk0_mhz=100.0))
+        self.ps = SimpleNamespace(Clocks=SimpleNamespace(fclk0_mhz=100.0), CPU_ARCH_IS_SUPPORTED=True,
+                                  CPU_ARCH="armv7l" if self.board.part.startswith("xc7z") else "aarch64")
         self.__version__ = "3.0.1"
 
         class Overlay:

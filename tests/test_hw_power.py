@@ -129,7 +129,7 @@ def test_background_thread_samples_and_stops():
 def test_energy_is_integrated_per_sensor_update_over_a_window_the_sensor_can_resolve():
     # A monitor that refreshes every 10 ms; the work (2 ms per call, 40 uJ each) asked for a
     # 50 ms window. Integrating the repeated readings as fresh over those 50 ms reads the idle
-    # updates of the first periods as work (~30 % low); per update, over a window widened to
+    # updates of the first periods as work (20-45 % low); per update, over a window widened to
     # SETTLE + MIN_BUSY updates, the energy comes back.
     sensor = FakeSensor(idle_watts=6.0, update_interval=0.01, noise_watts=0.0002)
     mon = PowerMonitor({"12V": FakeRail("12V", sensor)})

@@ -59,13 +59,13 @@ OVERLAY_DIRS = (Path(__file__).resolve().parents[2] / "overlays",
 _DRIVER = None
 
 
-def import_pynq():
-    """The ``pynq`` package, or a :class:`HardwareError` saying it is not there (off the board)."""
+def import_pynq(hint: str = "use --backend sim off the board."):
+    """The ``pynq`` package, or a :class:`HardwareError` saying it is not there (off the board),
+    ending with ``hint``."""
     try:
         import pynq
     except ImportError as err:
-        raise HardwareError(f"the pynq backend needs the pynq package ({err}); use --backend sim "
-                            "off the board.") from None
+        raise HardwareError(f"the pynq backend needs the pynq package ({err}); {hint}") from None
     return pynq
 
 

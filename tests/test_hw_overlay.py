@@ -153,6 +153,15 @@ def test_long_streams_are_sent_in_aligned_chunks_pynq_accepts(bitfile, rng, leng
     assert (len(sent) > 1) == (m.bytes_in > chunk)
 
 
+def test_chunk_sizes_are_the_maximum_rounded_down_to_4_kib_or_the_bus_width():
+    from ohq_pynq.hw.overlay import chunk_bytes
+    assert chunk_bytes((1 << 26) - 1, 16) == (1 << 26) - 4096
+    assert chunk_bytes((1 << 14) - 1, 16) == 12288 and chunk_bytes(4096, 8) == 4096
+    assert chunk_bytes(255, 8) == 248 and chunk_bytes(255, 16) == 240
+    with pytest.raises(HardwareError, match="below one 16-byte beat"):
+        chunk_bytes(15, 16)
+
+
 def test_the_fake_dma_refuses_what_pynq_refuses(bitfile):
     # The checks of pynq/lib/dma.py's simple-mode channel, against the fake's DMA driver.
     fake = _overlay(bitfile, "zcu104", length_width=14)

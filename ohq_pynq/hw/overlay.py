@@ -131,8 +131,9 @@ class CoreDriver:
             raise HardwareError(f"IP {name} reports core parameters that cannot be right ({err}); "
                                 f"is the right bitstream loaded?") from None
         self._buffers: dict[tuple[str, int], object] = {}
-        self.max_transfer = self._max_transfer()
-        self.chunk = chunk_bytes(self.max_transfer, max(self.core.bus_bytes, self.dma_bus_bytes()))
+        self.max_transfer = self._max_transfer()      # None: the DMA states no maximum
+        self.chunk = None if self.max_transfer is None else \
+            chunk_bytes(self.max_transfer, max(self.core.bus_bytes, self.dma_bus_bytes()))
 
     def _max_transfer(self) -> int | None:
         """Largest DMA transfer (bytes): pynq's ``DMA.buffer_max_size``, else the channels'."""
@@ -250,7 +251,7 @@ class CoreDriver:
         for name, value in layer.registers().items():
             self.write(name, value)
         send, recv = self.dma.sendchannel, self.dma.recvchannel
-        chunk = self.chunk if self.max_transfer is not None else n_in
+        chunk = self.chunk or n_in
         deadline = time.monotonic() + self.timeout
         self._transfer(recv, obuf, 0, n_out)
         self.write("CTRL", rm.CTRL_AP_START)

@@ -27,8 +27,8 @@ import numpy as np
 import onnx
 
 from .engine import Engine
-from .engine.executor import _load
 from .errors import ConfigError, DataError
+from .onnx_loader import model_proto
 
 DEFAULT_NUM = 32
 DEFAULT_ITERS = 60
@@ -246,7 +246,7 @@ def calibrate_bn_statistics(model: Any, x: np.ndarray, micro_batch: int = 16) ->
     """A copy of ``model`` whose BN running statistics are the batch statistics of ``x``, taken
     layer by layer as in PyTorch train mode (each BN normalises with its own batch statistics
     before the next is measured). Used to give random-weight benchmark nets realistic BN."""
-    model = _load(model)
+    model = model_proto(model)
     eng = Engine(model)
     targets = bn_targets(eng)
     nodes = {nd.name: nd for nd in eng.nodes_of_type("BatchNormalization")}

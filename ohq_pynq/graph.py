@@ -1,17 +1,22 @@
 """ONNX model import: the ordered quantizable layers of a CNN and how they connect.
 
-``load_network(model)`` checks the model, runs shape inference and returns a :class:`Network`
-whose ``layers`` are the quantizable ops (Conv incl. grouped/depthwise, Gemm, MatMul with a
-constant weight) in topological order, each described by a :class:`Layer`. All other ops are
-kept as they are and executed by the engine (or onnxruntime). Problems are raised as one
-:class:`~ohq_pynq.errors.ModelError` naming what to fix; the input model is never modified.
+``load_network(model)`` loads the model with :func:`ohq_pynq.onnx_loader.load_model` (checks,
+shape inference) and returns a :class:`Network` whose ``layers`` are the quantizable ops (Conv
+incl. grouped/depthwise, Gemm, MatMul with a constant weight) in topological order, each
+described by a :class:`Layer`. All other ops are kept as they are and executed by the engine (or
+onnxruntime). Problems are raised as one :class:`~ohq_pynq.errors.ModelError` naming what to
+fix; the input model is never modified.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from .engine.ops.quantization import dequantize
+from .errors import ConfigError, ModelError
+from .onnx_loader import load_model, node_attributes, real_inputs, tensor_to_array
 
 
 @dataclass
@@ -50,23 +55,12 @@ class Layer:
         return (weights * bits + 7) // 8 + 4 * self.cout
 
 
-# Ops the engine executes (and onnxruntime, where present). Anything else is rejected at load
-# time with every offending node listed, so a user learns all of it at once.
-SUPPORTED_OPS = frozenset({
-    "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "HardSwish", "HardSigmoid",
-    "Sigmoid", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "ReduceMean", "Flatten", "Reshape", "Concat", "Identity", "Constant", "Transpose", "Squeeze",
-    "Unsqueeze", "QuantizeLinear", "DequantizeLinear",
-})
 QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
 # Ops through which a non-negative tensor stays non-negative (used to find unsigned activations).
 SIGN_PRESERVING_OPS = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape",
     "Identity", "Squeeze", "Unsqueeze", "Transpose",
 })
-
-# Refuse models whose weights alone exceed this (bytes): boards have 0.5-4 GiB.
-MAX_MODEL_BYTES = 2 << 30
 
 
 class Network:
@@ -95,7 +89,6 @@ class Network:
         try:
             return self._by_name[name]
         except KeyError:
-            from .errors import ConfigError
             raise ConfigError(f"no quantizable layer named {name!r} in {self.source}") from None
 
     @property
@@ -113,16 +106,15 @@ class Network:
         """The value of an initializer, Constant output or DequantizeLinear of constants (cached)."""
         if tensor not in self._cache:
             if tensor in self._initializers:
-                from .onnx_loader import tensor_to_array
                 value = tensor_to_array(self._initializers[tensor])
             else:
                 node = self._constant_nodes[tensor]
                 if node.op_type == "Constant":
-                    from onnx import numpy_helper
-                    attr = next(a for a in node.attribute if a.name == "value")
-                    value = numpy_helper.to_array(attr.t)
+                    value = tensor_to_array(node_attributes(node)["value"])
                 else:
-                    value = _dequantize(node, [self.constant(i) if i else None for i in node.input])
+                    ins = [self.constant(i) if i else None for i in node.input]
+                    value = dequantize(ins[0], ins[1], ins[2] if len(ins) > 2 else None,
+                                       int(node_attributes(node).get("axis", 1)))
             self._cache[tensor] = value
         return self._cache[tensor]
 
@@ -169,18 +161,6 @@ class Network:
         }
 
 
-def _dequantize(node, ins) -> np.ndarray:
-    """(q - zero_point) * scale, per tensor or along ``axis`` (DequantizeLinear of constants)."""
-    q, scale = ins[0].astype(np.float32), ins[1].astype(np.float32)
-    zp = ins[2].astype(np.float32) if len(ins) > 2 and ins[2] is not None else np.float32(0)
-    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-    if scale.ndim == 1 and scale.size > 1:
-        shape = [1] * q.ndim
-        shape[axis % q.ndim] = -1
-        scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp
-    return (q - zp) * scale
-
-
 def _layer_row(layer: Layer) -> dict:
     return {
         "name": layer.name, "op": layer.op, "cin": layer.cin, "cout": layer.cout,
@@ -192,237 +172,13 @@ def _layer_row(layer: Layer) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading
+# Building the layer table
 # ----------------------------------------------------------------------------------------------
-def load_model(model, input_shape=None):
-    """Read and check an ONNX model; return a private, shape-inferred ``onnx.ModelProto``.
-
-    ``model`` is a path or a ``ModelProto`` (copied, never modified). ``input_shape`` fixes a
-    dynamic input: the per-image dims (e.g. ``(3, 224, 224)``) or the full shape with batch;
-    a string ``"3,224,224"`` is accepted too. Raises :class:`ModelError` with one sentence.
-    """
-    import onnx
-
-    from .errors import ModelError
-
-    proto, source = _read_proto(model)
-    _check_size(proto, source)
-    _check_initializers(proto, source)
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as err:  # onnx.checker.ValidationError and C++ errors surface variously
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{source} fails the ONNX checker: {first}") from None
-    _check_ops(proto)
-    _fix_input_shape(proto, source, input_shape)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
-                                                  data_prop=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{source}: shape inference failed: {first}") from None
-    return proto
-
-
 def load_network(model, input_shape=None) -> Network:
     """Load ``model`` (path or ``ModelProto``) and describe its quantizable layers."""
     proto = load_model(model, input_shape)
     source = str(model) if not hasattr(model, "graph") else (model.graph.name or "<ModelProto>")
     return _build_network(proto, source)
-
-
-def _read_proto(model):
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    from .errors import ModelError
-
-    if hasattr(model, "graph") and hasattr(model, "SerializeToString"):
-        proto = onnx.ModelProto()
-        proto.CopyFrom(model)
-        return proto, (model.graph.name or "<ModelProto>")
-    path = Path(model)
-    source = str(path)
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelError(f"model path is not a file: {path}")
-    size = path.stat().st_size
-    if size == 0:
-        raise ModelError(f"{path} is empty, not an ONNX model")
-    if size > MAX_MODEL_BYTES:
-        raise ModelError(f"{path} is {size / 2**30:.1f} GiB; models above "
-                         f"{MAX_MODEL_BYTES / 2**30:.0f} GiB do not fit a PYNQ board")
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(path.read_bytes())
-    except (DecodeError, RuntimeWarning, ValueError) as err:
-        raise ModelError(f"{path} is not an ONNX model or is truncated "
-                         f"(protobuf parse failed: {err})") from None
-    if not proto.graph.node or proto.ir_version <= 0:
-        raise ModelError(f"{path} is not an ONNX model (no graph nodes or IR version)")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
-        from onnx.external_data_helper import load_external_data_for_model
-        try:
-            load_external_data_for_model(proto, str(path.parent))
-        except (OSError, ValueError) as err:
-            raise ModelError(f"{path}: cannot read its external weight data: {err}") from None
-    return proto, source
-
-
-def _numel(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
-
-
-def _check_size(proto, source: str) -> None:
-    """Cap work before anything is decoded: declared initializer sizes vs the board's memory."""
-    from .errors import ModelError
-
-    total = 0
-    for t in proto.graph.initializer:
-        if any(d < 0 for d in t.dims):
-            raise ModelError(f"{source}: initializer {t.name!r} has a negative dimension {list(t.dims)}")
-        total += _numel(t.dims) * 4
-        if total > MAX_MODEL_BYTES:
-            raise ModelError(f"{source}: weights declare more than {MAX_MODEL_BYTES / 2**30:.0f} GiB "
-                             f"(initializer {t.name!r} has dims {list(t.dims)})")
-
-
-def _element_type(data_type: int):
-    """numpy dtype of an ONNX element type, or None when ohq-pynq cannot use it."""
-    import onnx
-
-    if data_type in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING):
-        return None
-    try:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
-    except Exception:  # unknown enum value (KeyError / ValueError variously)
-        return None
-    return dtype if dtype.kind in "biufc" or data_type in (
-        onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
-        onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ) else None
-
-
-def _check_initializers(proto, source: str) -> None:
-    """Every initializer (and Constant value) has a numeric type, exactly as many stored elements
-    as its dims declare, and (floats) finite values: checked before anything decodes them."""
-    import onnx
-
-    from .errors import ModelError
-
-    T = onnx.TensorProto
-    tensors = [(t, f"initializer {t.name!r}") for t in proto.graph.initializer]
-    for n in proto.graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
-                    tensors.append((a.t, f"Constant {n.name or n.output[0]!r}"))
-    for t, what in tensors:
-        if t.data_location == T.EXTERNAL and not t.raw_data:
-            continue  # not loaded (a ModelProto given in memory): the checker/loader handles it
-        dtype = _element_type(t.data_type)
-        name = T.DataType.Name(t.data_type) if t.data_type in T.DataType.values() else str(t.data_type)
-        if dtype is None:
-            raise ModelError(f"{source}: {what} has element type {name}, which is not a numeric "
-                             f"tensor type ohq-pynq can use")
-        numel = _numel(t.dims)
-        nibbles = t.data_type in (T.INT4, T.UINT4)
-        if t.raw_data:
-            want = (numel + 1) // 2 if nibbles else numel * dtype.itemsize
-            have = len(t.raw_data)
-        else:
-            want = (numel + 1) // 2 if nibbles else numel * (2 if dtype.kind == "c" else 1)
-            have = (len(t.float_data) + len(t.int32_data) + len(t.int64_data) + len(t.double_data)
-                    + len(t.uint64_data))
-        if have != want:
-            raise ModelError(f"{source}: {what} declares dims {list(t.dims)} ({numel} {name} "
-                             f"elements) but stores {have} {'bytes' if t.raw_data else 'values'} "
-                             f"instead of {want}; the file is damaged or was written incorrectly")
-        if dtype.kind == "f" and t.data_type in (T.FLOAT, T.DOUBLE, T.FLOAT16):
-            if t.raw_data:
-                flat = np.frombuffer(t.raw_data, dtype=dtype.newbyteorder("<"))
-            elif t.data_type == T.FLOAT16:
-                flat = np.asarray(t.int32_data, dtype=np.uint16).view(np.float16)
-            else:
-                flat = np.asarray(t.double_data if t.data_type == T.DOUBLE else t.float_data)
-            for s in range(0, flat.size, 1 << 22):   # bounded temporary memory
-                if not np.isfinite(flat[s:s + (1 << 22)]).all():
-                    raise ModelError(f"{source}: {what} contains NaN or infinite values")
-
-
-def _check_ops(proto) -> None:
-    from .errors import UnsupportedOpError
-
-    bad = [(n.name or f"#{i}", n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}")
-           for i, n in enumerate(proto.graph.node)
-           if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
-    if bad:
-        raise UnsupportedOpError(bad)
-
-
-def parse_shape(text) -> tuple[int, ...]:
-    """``"3,224,224"`` / ``"1x3x224x224"`` / a sequence → tuple of positive ints."""
-    from .errors import ConfigError
-
-    if isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
-    else:
-        parts = list(text)
-    try:
-        dims = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"input shape {text!r} is not a list of integers like 3,224,224") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise ConfigError(f"input shape {text!r} must be positive integers like 3,224,224")
-    return dims
-
-
-def _real_inputs(proto):
-    inits = {t.name for t in proto.graph.initializer}
-    return [i for i in proto.graph.input if i.name not in inits]
-
-
-def _fix_input_shape(proto, source: str, input_shape) -> None:
-    """Require one input with fixed per-image dims; a symbolic batch dim stays symbolic."""
-    from .errors import ModelError
-
-    inputs = _real_inputs(proto)
-    if len(inputs) != 1:
-        raise ModelError(f"{source} has {len(inputs)} inputs "
-                         f"({', '.join(i.name for i in inputs) or 'none'}); ohq-pynq needs exactly one image input")
-    inp = inputs[0]
-    ttype = inp.type.tensor_type
-    if not ttype.HasField("shape"):
-        if input_shape is None:
-            raise ModelError(f"{source}: input {inp.name!r} has no shape; pass --input-shape C,H,W")
-        ttype.shape.dim.add()
-    dims = ttype.shape.dim
-    if input_shape is not None:
-        shape = parse_shape(input_shape)
-        if len(shape) == len(dims) - 1 or not len(dims):
-            shape = (None,) + shape if len(dims) else shape
-        if len(dims) and len(shape) != len(dims):
-            raise ModelError(f"{source}: --input-shape {input_shape} has {len(shape)} dims but input "
-                             f"{inp.name!r} has {len(dims)} (give C,H,W or N,C,H,W)")
-        del dims[:]
-        for i, d in enumerate(shape):
-            dim = dims.add()
-            if d is None:
-                dim.dim_param = "N"
-            else:
-                dim.dim_value = d
-    per_image = list(dims)[1:]
-    if not per_image or any(not d.HasField("dim_value") or d.dim_value <= 0 for d in per_image):
-        shown = ",".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
-                         for d in dims)
-        raise ModelError(f"{source}: input {inp.name!r} has a dynamic or missing shape [{shown}]; "
-                         f"pass --input-shape C,H,W (e.g. --input-shape 3,224,224)")
-    if _numel(d.dim_value for d in per_image) > 64 * 2**20:
-        raise ModelError(f"{source}: input {inp.name!r} of per-image shape "
-                         f"{[d.dim_value for d in per_image]} is too large for a board")
 
 
 def _shape_map(proto) -> dict[str, list]:
@@ -437,18 +193,10 @@ def _shape_map(proto) -> dict[str, list]:
     return shapes
 
 
-def _attrs(node) -> dict:
-    import onnx
-
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _build_network(proto, source: str) -> Network:
-    from .errors import ModelError
-
     graph = proto.graph
     shapes = _shape_map(proto)
-    inp = _real_inputs(proto)[0]
+    inp = real_inputs(proto)[0]
     input_shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim)[1:]
     if len(graph.output) != 1:
         raise ModelError(f"{source} has {len(graph.output)} outputs; ohq-pynq needs one (the logits)")
@@ -504,9 +252,7 @@ def _build_network(proto, source: str) -> Network:
 
 
 def _describe_layer(node, name, index, weight, resolve_constant, shapes, source) -> Layer:
-    from .errors import ModelError
-
-    a = _attrs(node)
+    a = node_attributes(node)
     wshape = shapes.get(weight)
     x_shape = shapes.get(node.input[0]) or []
     y_shape = shapes.get(node.output[0]) or []
@@ -548,7 +294,7 @@ def _describe_layer(node, name, index, weight, resolve_constant, shapes, source)
                            // stride[i] + 1 for i in range(2))
         cin = cin_g * groups
         macs = out_hw[0] * out_hw[1] * cout * cin_g * kh * kw
-        params = _numel(wshape) + (cout if bias else 0)
+        params = math.prod(wshape) + (cout if bias else 0)
         return Layer(name, "Conv", index, node.input[0], node.output[0], weight, bias, cin, cout,
                      (kh, kw), stride, pad4, dil, groups, in_hw, out_hw, macs, params)
     # Gemm / MatMul: a fully-connected layer, i.e. a 1x1 conv on a 1x1 map.
@@ -562,7 +308,7 @@ def _describe_layer(node, name, index, weight, resolve_constant, shapes, source)
             raise ModelError(f"{source}: Gemm {name!r} has alpha/beta != 1, which is not supported")
         transposed = not int(a.get("transB", 0))
     cin, cout = (int(wshape[0]), int(wshape[1])) if transposed else (int(wshape[1]), int(wshape[0]))
-    if bias is not None and _numel(shapes.get(bias) or [0]) != cout:
+    if bias is not None and math.prod(shapes.get(bias) or [0]) != cout:
         raise ModelError(f"{source}: {node.op_type} {name!r} bias has shape {shapes.get(bias)}, "
                          f"expected ({cout},)")
     rows = 1

@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 
 from .engine import DEFAULT_MEMORY_BYTES, Engine
-from .engine.executor import _load
 from .errors import ConfigError, DataError
+from .onnx_loader import model_proto
 
 BACKENDS = ("auto", "numpy", "onnxruntime")
 ENV_VAR = "OHQ_PYNQ_EXECUTOR"
@@ -82,7 +82,7 @@ class OnnxruntimeExecutor:
         self.ort = _onnxruntime()
         if self.ort is None:
             raise ConfigError("onnxruntime is not installed on this machine: use the numpy executor")
-        self.model = _load(model)
+        self.model = model_proto(model)
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.qdq_fusion = qdq_fusion
         self.default_batch = batch_size

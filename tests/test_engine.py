@@ -423,15 +423,6 @@ def test_qdq_weight_initializer_conv(qname):
     assert rel_err(got, ref) <= 1e-5
 
 
-def test_int4_initializer_unpacking_odd_count():
-    vals = np.array([-8, -1, 0, 3, 7], dtype=np.int64)
-    t = helper.make_tensor("w", TensorProto.INT4, [5], vals.tolist())
-    a = tensor_to_array(t)
-    assert a.dtype == np.int8 and np.array_equal(a, vals)
-    raw = helper.make_tensor("w", TensorProto.UINT4, [3], bytes([0x9F, 0x0C]), raw=True)
-    assert np.array_equal(tensor_to_array(raw), [15, 9, 12])
-
-
 # ---------------------------------------------------------------------------- engine features
 
 def small_cnn(rng):

@@ -35,7 +35,7 @@ def run(args) -> int:
     from .. import distill as d
     from ..engine import Engine
     from ..fileio import atomic_write
-    from ..graph import load_model
+    from ..onnx_loader import load_model
     from ..runtime import release_memory
 
     model = load_model(args.model, args.input_shape)

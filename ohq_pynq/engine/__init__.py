@@ -16,9 +16,9 @@ Layout: :mod:`.executor` (the :class:`Engine`: preparation, forward, backward, m
 """
 from __future__ import annotations
 
-from .executor import DEFAULT_MEMORY_BYTES, Engine, Tape
+from .executor import DEFAULT_MEMORY_BYTES, Engine, Tape, unsupported_nodes
 from .ops import OPS, Node
 
 SUPPORTED_OPS = frozenset(OPS)   # ONNX op types (default domain) the engine executes
 
-__all__ = ["DEFAULT_MEMORY_BYTES", "Engine", "Node", "OPS", "SUPPORTED_OPS", "Tape"]
+__all__ = ["DEFAULT_MEMORY_BYTES", "Engine", "Node", "OPS", "SUPPORTED_OPS", "Tape", "unsupported_nodes"]

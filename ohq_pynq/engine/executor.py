@@ -2,9 +2,7 @@
 record a tape and turn it into ``dL/dinput`` (backward). Ops come from :mod:`.ops`."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -12,7 +10,7 @@ import onnx
 from onnx import TensorProto
 
 from ..errors import DataError, ModelError, UnsupportedOpError
-from ..onnx_loader import node_attributes, tensor_to_array
+from ..onnx_loader import model_proto, node_attributes, tensor_to_array
 from .ops import OPS, Node
 from .ops.quantization import QTYPES
 
@@ -21,24 +19,16 @@ FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 DEFAULT_MEMORY_BYTES = 128 << 20   # working-set budget for automatic micro-batching (bytes)
 
 
-def _load(model: Any) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        try:
-            from ..graph import load_model  # the lead's loader with clear errors, once present
-        except ImportError:
-            load_model = None
-        if load_model is not None:
-            return load_model(model)
-        path = Path(model)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        try:
-            return onnx.load(str(path))
-        except Exception as err:  # noqa: BLE001 - any parse failure is a user-facing model error
-            raise ModelError(f"{path} is not a readable ONNX model: {err}") from None
-    raise ModelError(f"expected an ONNX model or a path, got {type(model).__name__}")
+def unsupported_nodes(nodes: Iterable[onnx.NodeProto]) -> list[tuple[str, str]]:
+    """(node name, op type) of every node the engine cannot execute, in graph order; a node
+    without a name is called ``<op>_<index>``, a non-default domain is prefixed to the op."""
+    bad = []
+    for idx, nd in enumerate(nodes):
+        default_domain = nd.domain in ("", "ai.onnx")
+        if not default_domain or nd.op_type not in OPS:
+            bad.append((nd.name or f"{nd.op_type}_{idx}",
+                        nd.op_type if default_domain else f"{nd.domain}.{nd.op_type}"))
+    return bad
 
 
 @dataclass
@@ -63,7 +53,7 @@ class Engine:
 
     def __init__(self, model: Any, dtype=np.float32, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                  keep_model: bool = True):
-        model = _load(model)
+        model = model_proto(model)
         self.model = model if keep_model else None   # keep_model=False frees the proto's weights
         self.dtype = np.dtype(dtype)
         self.memory_bytes = int(memory_bytes)
@@ -98,17 +88,12 @@ class Engine:
         self.input_shape = self.input_shapes[self.input_name]
 
         # Nodes, checked and topologically ordered.
-        unsupported, nodes = [], []
-        for idx, nd in enumerate(g.node):
-            name = nd.name or f"{nd.op_type}_{idx}"
-            if nd.domain not in ("", "ai.onnx") or nd.op_type not in OPS:
-                unsupported.append((name, nd.op_type if not nd.domain or nd.domain == "ai.onnx"
-                                    else f"{nd.domain}.{nd.op_type}"))
-                continue
-            nodes.append(Node(idx, name, nd.op_type, list(nd.input), list(nd.output),
-                               node_attributes(nd), OPS[nd.op_type], opset))
+        unsupported = unsupported_nodes(g.node)
         if unsupported:
             raise UnsupportedOpError(unsupported)
+        nodes = [Node(idx, nd.name or f"{nd.op_type}_{idx}", nd.op_type, list(nd.input),
+                      list(nd.output), node_attributes(nd), OPS[nd.op_type], opset)
+                 for idx, nd in enumerate(g.node)]
         nodes = self._toposort(nodes, set(consts) | set(self.input_names))
         for nd in nodes:
             if nd.op == "Constant" and nd.attrs.get("value") is not None:

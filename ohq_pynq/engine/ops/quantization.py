@@ -60,17 +60,26 @@ class DequantizeLinear(Op):
         zp = ins[2] if len(ins) > 2 else None
         if int(node.attrs.get("block_size", 0)):
             raise UnsupportedOpError([(node.name, "DequantizeLinear with block_size")])
-        scale = np.asarray(scale)
         ax = int(node.attrs.get("axis", 1))
-        shape = _axis_shape(np.ndim(x), ax, scale)
-        xi = np.asarray(x).astype(np.int32)
-        if zp is not None:
-            xi = xi - np.asarray(zp).astype(np.int32).reshape(shape)
-        y = xi.astype(np.float32) * scale.astype(np.float32).reshape(shape)
-        return [y], ((scale.astype(np.float32).reshape(shape)) if record else None), 0
+        y = dequantize(x, scale, zp, ax)
+        saved = None
+        if record:
+            scale = np.asarray(scale)
+            saved = scale.astype(np.float32).reshape(_axis_shape(np.ndim(x), ax, scale))
+        return [y], saved, 0
 
     def backward(self, node, saved, douts, need):
         return [douts[0] * saved if need[0] else None, None, None]
+
+
+def dequantize(x, scale, zero_point=None, axis: int = 1) -> np.ndarray:
+    """``(x - zero_point) * scale`` in float32, per tensor or along ``axis`` (per-axis scale)."""
+    scale = np.asarray(scale)
+    shape = _axis_shape(np.ndim(x), axis, scale)
+    xi = np.asarray(x).astype(np.int32)
+    if zero_point is not None:
+        xi = xi - np.asarray(zero_point).astype(np.int32).reshape(shape)
+    return xi.astype(np.float32) * scale.astype(np.float32).reshape(shape)
 
 
 def _axis_shape(ndim, axis, scale):

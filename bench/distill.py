@@ -88,13 +88,13 @@ def quality() -> dict:
         sets[name] = d.distill(None, num=32, seed=0, engine=eng, **kw).x
         timing[name] = time.perf_counter() - t
     sets["noise"] = np.random.default_rng(0).standard_normal(real.shape).astype(np.float32)
-    layers = [nd for nd in eng.nodes if nd.op in ("Conv", "Gemm")]
+    layers = [nd for nd in eng.graph_nodes() if nd.op in ("Conv", "Gemm")]
     ins = sorted({nd.inputs[0] for nd in layers})
     out_name = eng.output_names[0]
     rng = np.random.default_rng(0)
     masks = {}
     for nd in layers:
-        w = eng.consts[nd.inputs[1]]
+        w = eng.constant(nd.inputs[1])
         keep = rng.permutation(w.size) >= w.size // 2
         masks[nd.name] = (nd.inputs[1], (w.reshape(-1) * keep).reshape(w.shape))
 

@@ -139,21 +139,16 @@ class Deployment:
         return np.stack(outs), stats
 
     def _run_image(self, x1: np.ndarray, stats: DeployStats) -> dict:
-        consts = self.engine.consts
         live: dict[str, np.ndarray] = {self.engine.input_name: x1.astype(np.float32)}
         ints: dict[str, np.ndarray] = {}
-        for nd in self.engine.nodes:
+        for nd in self.engine.graph_nodes():
             if nd.name in self._skip:
                 continue
             plan = self._by_output.get(nd.outputs[0])
             if plan is not None and nd.op == plan.layer.op:
                 self._run_layer(plan, live, ints, stats)
                 continue
-            ins = [None if not i else (live[i] if i in live else consts[i]) for i in nd.inputs]
-            outs = nd.spec.forward(nd, ins, False)[0]
-            for o, v in zip(nd.outputs, outs):
-                if o:
-                    live[o] = v
+            live.update(self.engine.evaluate(nd, live))
         return live
 
     def _run_layer(self, p: LayerPlan, live, ints, stats) -> None:

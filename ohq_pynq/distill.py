@@ -68,8 +68,8 @@ def bn_targets(engine: Engine) -> list[BNTarget]:
     """The BN layers of a model (empty when BN was folded)."""
     out = []
     for nd in engine.nodes_of_type("BatchNormalization"):
-        mean = engine.consts[nd.inputs[3]].astype(np.float64)
-        var = engine.consts[nd.inputs[4]].astype(np.float64)
+        mean = engine.constant(nd.inputs[3]).astype(np.float64)
+        var = engine.constant(nd.inputs[4]).astype(np.float64)
         eps = float(nd.attrs.get("epsilon", 1e-5))
         out.append(BNTarget(nd.name, nd.inputs[0], mean, np.sqrt(var + eps)))
     return out

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ohq_pynq.engine import Engine
 from ohq_pynq.onnx_loader import tensor_to_array
-from ohq_pynq.errors import UnsupportedOpError
+from ohq_pynq.errors import ModelError, UnsupportedOpError
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -470,6 +470,22 @@ def test_intermediates_overrides_and_microbatching():
         if t.name == "w2":
             t.CopyFrom(init("w2", np.zeros((12, 8, 3, 3), np.float32)))
     assert rel_err(zero["y"], ort_run(m2, {"x": x})[0]) <= 1e-5
+
+
+def test_walking_the_graph_node_by_node_equals_run():
+    rng = np.random.default_rng(4)
+    model = small_cnn(rng)
+    eng = Engine(model)
+    x = rnd(rng, 2, 1, 12, 12)
+    values = {eng.input_name: x}
+    for nd in eng.graph_nodes():
+        values.update(eng.evaluate(nd, values))
+    np.testing.assert_array_equal(values["y"], eng.run(x)["y"])
+    assert [nd.op for nd in eng.nodes_of_type("Relu")] == ["Relu", "Relu"]
+    np.testing.assert_array_equal(eng.constant("w2"), numpy_helper.to_array(
+        next(t for t in model.graph.initializer if t.name == "w2")))
+    with pytest.raises(ModelError, match="not an initializer"):
+        eng.constant("c1")
 
 
 def test_override_propagates_through_folded_dequantize():

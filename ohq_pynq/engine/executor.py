@@ -120,9 +120,9 @@ class Engine:
                 self._folded.append(nd)
             else:
                 runtime.append(nd)
-        self.consts = consts
-        self.nodes = runtime
-        self.producer = {o: nd for nd in runtime for o in nd.outputs if o}
+        self._consts = consts
+        self._nodes = runtime
+        self._producer = {o: nd for nd in runtime for o in nd.outputs if o}
         self._plans: dict[tuple, list[Node]] = {}
         self._per_image: dict[tuple, int] = {}
 
@@ -164,7 +164,7 @@ class Engine:
             return plan
         need = set(wanted)
         keep: list[Node] = []
-        for nd in reversed(self.nodes):
+        for nd in reversed(self._nodes):
             if any(o in need for o in nd.outputs):
                 keep.append(nd)
                 need.update(i for i in nd.inputs if i)
@@ -172,18 +172,39 @@ class Engine:
         self._plans[wanted] = plan
         return plan
 
-    def tensor_names(self) -> list[str]:
-        """Every tensor the graph computes at run time (node outputs), in execution order."""
-        return [o for nd in self.nodes for o in nd.outputs if o]
+    def graph_nodes(self) -> list[Node]:
+        """The nodes evaluated at run time, in execution order (nodes whose inputs are all
+        constant were folded into constants when the engine was built)."""
+        return list(self._nodes)
 
     def nodes_of_type(self, op: str) -> list[Node]:
-        return [nd for nd in self.nodes if nd.op == op]
+        """The run-time nodes of one ONNX op type, in execution order."""
+        return [nd for nd in self._nodes if nd.op == op]
+
+    def tensor_names(self) -> list[str]:
+        """Every tensor the graph computes at run time (node outputs), in execution order."""
+        return [o for nd in self._nodes for o in nd.outputs if o]
+
+    def constant(self, name: str) -> np.ndarray:
+        """The value of an initializer or folded constant (float ones in the engine's dtype)."""
+        try:
+            return self._consts[name]
+        except KeyError:
+            raise ModelError(f"{name!r} is not an initializer or constant of the model") from None
+
+    def evaluate(self, node: Node, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one node (from :meth:`graph_nodes`) on its inputs, looked up in ``values`` and then
+        in the model's constants; returns its outputs by name. No tape, no micro-batching: for
+        callers that walk the graph themselves (the integer deployment)."""
+        ins = [None if not i else (values[i] if i in values else self._consts[i]) for i in node.inputs]
+        outs, _, _ = _run_node(node, ins, False)
+        return {o: v for o, v in zip(node.outputs, outs) if o}
 
     # -------------------------------------------------------------------------------- forward
     def _consts_with(self, overrides: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         if not overrides:
-            return self.consts
-        env = dict(self.consts)
+            return self._consts
+        env = dict(self._consts)
         for k, v in overrides.items():
             if k not in env:
                 raise ModelError(f"override {k!r} is not an initializer (or constant) of the model")
@@ -234,7 +255,7 @@ class Engine:
     def _forward(self, feeds, wanted, env, record):
         values: dict[str, np.ndarray] = {}
         for w in wanted:
-            if w not in self.producer and w not in env and w not in feeds:
+            if w not in self._producer and w not in env and w not in feeds:
                 raise ModelError(f"tensor {w!r} does not exist in the model")
         plan = self._plan(tuple(wanted))
         const_ids = {id(v) for v in env.values()}

@@ -29,91 +29,19 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 
+from .budgets import BASE_UNIT, METRICS, Budget, example_unit, format_quantity
 from .errors import ConfigError, InfeasibleError, OhqError
-from .fileio import read_json
 from .profile import Profile, load_profile
+from .sensitivity import REFERENCE_BITS, load_sensitivity
 
 DEFAULT_BITS = (4, 8)
-REFERENCE_BITS = 8          # sensitivity is 0 here by definition (MQE's int8 reference)
 REL_TOL = 1e-9              # a total meets budget B when total <= B * (1 + REL_TOL)
-METRICS = ("size", "latency", "energy")
-_UNITS = {  # metric -> unit -> factor to bytes / seconds / joules
-    "size": {"B": 1.0, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1024.0, "MiB": 1024.0 ** 2,
-             "GiB": 1024.0 ** 3},
-    "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
-    "energy": {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6, "nJ": 1e-9},
-}
-_BASE_UNIT = {"size": "B", "latency": "s", "energy": "J"}
-_BUDGET_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ%]*)\s*$")
-
-
-# --------------------------------------------------------------------------------------- budgets
-@dataclass(frozen=True)
-class Budget:
-    """A bound on a network total: ``value`` in bytes / seconds / joules, or, when ``relative``,
-    a fraction of the all-reference-bits (all-int8) total."""
-
-    value: float
-    relative: bool = False
-
-    @classmethod
-    def fraction(cls, value: float) -> "Budget":
-        return cls(float(value), True)
-
-    @classmethod
-    def absolute(cls, value: float) -> "Budget":
-        return cls(float(value), False)
-
-    @classmethod
-    def parse(cls, text: str, metric: str) -> "Budget":
-        """Parse a command-line budget for ``metric`` ("size", "latency" or "energy").
-
-        Rule: ``0.75``, ``0.75x`` and ``75%`` are fractions of all-int8 (a bare number must be
-        ≤ 1; larger multiples need the ``x``); a number with a unit is absolute: size
-        B/kB/MB/GB/KiB/MiB/GiB, latency s/ms/us/ns, energy J/mJ/uJ/nJ.
-        """
-        m = _BUDGET_RE.match(str(text))
-        if not m:
-            raise ConfigError(f"{metric} budget {text!r} is not a number with an optional unit, "
-                              f"e.g. 0.75, 75%, 0.9x or 2.5{_example_unit(metric)}")
-        number, unit = float(m.group(1)), m.group(2)
-        if unit in ("", "x", "X", "%"):
-            value = number / 100 if unit == "%" else number
-            if unit == "" and value > 1:
-                raise ConfigError(f"{metric} budget {text!r} is ambiguous: write {text}x for a multiple of "
-                                  f"all-int8, or give a unit, e.g. {text}{_example_unit(metric)}")
-            return cls(value, True)
-        units = _UNITS[metric]
-        if unit not in units:
-            raise ConfigError(f"{metric} budget {text!r} has unit {unit!r}; use one of "
-                              f"{', '.join(units)} or a fraction of all-int8 such as 0.75")
-        return cls(number * units[unit], False)
-
-
-def _example_unit(metric: str) -> str:
-    return {"size": "MB", "latency": "ms", "energy": "mJ"}[metric]
-
-
-def format_quantity(value: float, metric: str) -> str:
-    """Human-readable absolute quantity: bytes as kB/MB, seconds as ms/us, joules as mJ/uJ."""
-    if metric == "size":
-        for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-            if abs(value) >= f:
-                return f"{value / f:.4g} {unit}"
-        return f"{value:.4g} B"
-    base = _BASE_UNIT[metric]
-    for prefix, f in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9)):
-        if abs(value) >= f:
-            return f"{value / f:.4g} {prefix}{base}"
-    return f"{value:.4g} {base}"
-
 
 def _ceil_sig(x: float, digits: int = 4) -> float:
     """``x`` rounded up to ``digits`` significant digits (so a stated minimum stays feasible)."""
@@ -121,55 +49,6 @@ def _ceil_sig(x: float, digits: int = 4) -> float:
         return x
     quantum = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
     return float(f"{math.ceil(x / quantum - 1e-7) * quantum:.{digits}g}")
-
-
-# ----------------------------------------------------------------------------------- sensitivity
-def load_sensitivity(source: str | os.PathLike | Mapping, bits: Sequence[int] = DEFAULT_BITS
-                     ) -> tuple[dict[str, dict[int, float]], dict]:
-    """Read ``sensitivity.json`` (or its decoded object) as ``{layer: {bits: S}}`` plus metadata.
-
-    Accepts ``{"layers": {name: v}}`` — v is the sensitivity at 4 bits, 0 at 8 bits (only valid
-    for candidates {4, 8}) — and ``{"layers": {name: {"4": v4, "8": v8}}}``
-    for any set (a missing "8" is 0). Values must be finite; KL round-off down to -1e-9 reads as 0.
-    """
-    where = "sensitivity"
-    if isinstance(source, (str, os.PathLike)):
-        where = f"sensitivity file {source}"
-        source = read_json(source, "sensitivity file")
-    if not isinstance(source, Mapping):
-        raise ConfigError(f"{where} must be a JSON object with 'layers'")
-    layers = source.get("layers")
-    if not isinstance(layers, Mapping) or not layers:
-        raise ConfigError(f"{where} must have a non-empty 'layers' object mapping layer names to values")
-    if "schema" in source and source["schema"] != 1:
-        raise ConfigError(f"{where} has schema {source['schema']!r}; this version reads schema 1")
-    bits = tuple(sorted(set(bits)))
-    out: dict[str, dict[int, float]] = {}
-    for name, value in layers.items():
-        if isinstance(value, Mapping):
-            per = {}
-            for key, v in value.items():
-                if not (isinstance(key, str) and key.isdigit()):
-                    raise ConfigError(f"{where}: layer {name!r} has bit-width key {key!r}, expected e.g. \"4\"")
-                per[int(key)] = v
-            per.setdefault(REFERENCE_BITS, 0.0)
-        else:
-            if bits != (4, REFERENCE_BITS):
-                raise ConfigError(f"{where} gives one value per layer (its sensitivity at 4 bits), which only "
-                                  f"defines candidates [4, 8]; got candidates {list(bits)}")
-            per = {4: value, REFERENCE_BITS: 0.0}
-        clean = {}
-        for b in bits:
-            if b not in per:
-                raise ConfigError(f"{where}: layer {name!r} has no sensitivity at {b} bits")
-            v = per[b]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < -1e-9:
-                raise ConfigError(f"{where}: layer {name!r} at {b} bits has sensitivity {v!r}; "
-                                  f"expected a finite number >= 0")
-            clean[b] = max(0.0, float(v))
-        out[str(name)] = clean
-    meta = {k: v for k, v in source.items() if k != "layers"}
-    return out, meta
 
 
 # --------------------------------------------------------------------------------------- problem
@@ -395,8 +274,9 @@ def _glpk_binary(c: np.ndarray, G: np.ndarray, h: np.ndarray, groups: int, m: in
     raise OhqError(f"GLPK could not solve the bit-allocation ILP (status: {status})")
 
 
-class _Model:
-    """Tie groups and per-group tables; solves with budgets given as absolute totals."""
+class IlpSolver:
+    """The ILP of one :class:`Problem` with its tie groups merged into one variable set each;
+    :meth:`solve` minimises any cost table under budgets given as absolute totals."""
 
     def __init__(self, problem: Problem, ties: Iterable[Iterable[str]] = ()):
         self.p = problem
@@ -455,7 +335,7 @@ class _Model:
         return None
 
 
-def _normalise(table: np.ndarray) -> np.ndarray:
+def normalise(table: np.ndarray) -> np.ndarray:
     """table / Σ_i max_b table[i, b]; all zeros stays zero."""
     denom = float(np.max(table, axis=1).sum())
     return table / denom if denom > 0 else np.zeros_like(table)
@@ -487,14 +367,16 @@ def cost_table(problem: Problem, beta: float = 0.5, gamma: float = 0.5,
     share = _energy_share(hw_metric)
     hw = np.zeros_like(problem.seconds)
     if share < 1:
-        hw += (1 - share) * _normalise(problem.seconds)
+        hw += (1 - share) * normalise(problem.seconds)
     if share > 0:
-        hw += share * _normalise(problem.table("energy"))
-    return beta * _normalise(problem.sensitivity) + gamma * hw
+        hw += share * normalise(problem.table("energy"))
+    return beta * normalise(problem.sensitivity) + gamma * hw
 
 
-def _budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None]) -> tuple[dict, dict]:
-    """Absolute limits per metric and their description for the result metadata."""
+def budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None]) -> tuple[dict, dict]:
+    """Budgets (``Budget`` or command-line strings, None: no budget) resolved against the
+    problem's all-int8 totals: absolute limits per metric (bytes, seconds, joules) and their
+    description for the result metadata."""
     limits, described = {}, {}
     ref = problem.uniform(problem.reference_bits)
     for metric, budget in budgets.items():
@@ -506,7 +388,7 @@ def _budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None])
             budget = Budget.parse(budget, metric)
         if not isinstance(budget, Budget):
             raise ConfigError(f"{metric} budget {budget!r} must be a Budget (Budget.fraction(0.75) or "
-                              f"Budget.absolute(...)) or a string such as '0.75' or '2.5{_example_unit(metric)}'")
+                              f"Budget.absolute(...)) or a string such as '0.75' or '2.5{example_unit(metric)}'")
         v = budget.value
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ConfigError(f"{metric} budget {v!r} must be a finite number > 0")
@@ -517,7 +399,7 @@ def _budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None])
                               f"{metric} in the profile is 0")
         limits[metric] = absolute
         described[metric] = {"value": float(v), "relative": budget.relative, "absolute": absolute,
-                             "unit": _BASE_UNIT[metric]}
+                             "unit": BASE_UNIT[metric]}
     return limits, described
 
 
@@ -531,8 +413,8 @@ def solve(problem: Problem, *, beta: float = 0.5, gamma: float = 0.5, size: Budg
     :class:`InfeasibleError` (stating the smallest feasible budgets) or :class:`ConfigError`.
     """
     cost = cost_table(problem, beta, gamma, hw_metric)
-    limits, described = _budget_limits(problem, {"size": size, "latency": latency, "energy": energy})
-    model = _Model(problem, ties)
+    limits, described = budget_limits(problem, {"size": size, "latency": latency, "energy": energy})
+    model = IlpSolver(problem, ties)
     choice = model.solve(cost, limits)
     if choice is None:
         raise _infeasible(problem, model, limits, described)
@@ -554,7 +436,7 @@ def _allocation(problem, choice, cost, described, beta, gamma, share) -> Allocat
 def minimum_total(problem: Problem, metric: str, limits: Mapping[str, float] | None = None,
                   ties: Iterable[Iterable[str]] = ()) -> tuple[float, np.ndarray] | None:
     """Smallest achievable total of ``metric`` under absolute ``limits`` (None if they conflict)."""
-    model = ties if isinstance(ties, _Model) else _Model(problem, ties)
+    model = ties if isinstance(ties, IlpSolver) else IlpSolver(problem, ties)
     choice = model.solve(problem.table(metric), dict(limits or {}))
     if choice is None:
         return None
@@ -568,7 +450,7 @@ def _state(metric: str, info: dict, absolute: float, ref_bits: int) -> str:
     return format_quantity(absolute, metric)
 
 
-def _infeasible(problem: Problem, model: _Model, limits: dict, described: dict) -> InfeasibleError:
+def _infeasible(problem: Problem, model: IlpSolver, limits: dict, described: dict) -> InfeasibleError:
     ref_bits = problem.reference_bits
     lowest = min(problem.bits)
     metrics = list(limits)

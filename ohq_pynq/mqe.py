@@ -9,8 +9,9 @@ the *same* prepared model: only the layer's weight initializer is swapped per pa
 Exact (the reference MQE approximates, as in ZeroQ): layer i alone at int4 (weights and input
 activations), every other layer int8, same KL.
 
-Both write ``sensitivity.json``: ``{"schema": 1, "estimator": ..., "layers": {name: S_i}, ...}``
-(KL in nats; larger = the layer should keep more bits).
+Both return the ``sensitivity.json`` object (schema, save and load: :mod:`ohq_pynq.sensitivity`):
+``{"schema": 1, "estimator": ..., "layers": {name: S_i}, ...}`` (KL in nats; larger = the layer
+should keep more bits).
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ import numpy as np
 from .errors import ConfigError
 from .graph import Network
 from .quant import TensorRange, activation_range, kl_divergence, log_softmax, quantize
+from .sensitivity import SCHEMA
 
 ESTIMATORS = ("mqe", "exact")
-SCHEMA = 1
 
 
 def mask_weights(w_q: np.ndarray, alpha: float, rng: np.random.Generator,

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
 from .errors import ConfigError
-from .ilp import (METRICS, Allocation, Budget, Problem, _budget_limits, _Model, _normalise,
-                  format_quantity, minimum_total)
+from .budgets import METRICS, Budget, format_quantity
+from .ilp import Allocation, IlpSolver, Problem, budget_limits, minimum_total, normalise
 
 EPSILON = 1e-3
 
@@ -68,15 +68,15 @@ def pareto_frontier(problem: Problem, metric: str = "latency", points: int = 20,
     table = problem.table(metric)
     budgets = {"size": size, "latency": latency, "energy": energy}
     budgets[metric] = None
-    limits, _ = _budget_limits(problem, budgets)
-    model = _Model(problem, ties)
+    limits, _ = budget_limits(problem, budgets)
+    model = IlpSolver(problem, ties)
     ref_total = problem.total(metric, problem.uniform(problem.reference_bits))
     found = minimum_total(problem, metric, limits, model)
     if found is None:
         return Frontier(metric, [], ref_total, problem.reference_bits, 0)
     low = found[0]
     high = math.fsum(np.max(table, axis=1).tolist())
-    cost = _normalise(problem.sensitivity) + EPSILON * _normalise(table)
+    cost = normalise(problem.sensitivity) + EPSILON * normalise(table)
     seen: dict[tuple, ParetoPoint] = {}
     for b in np.linspace(low, high, points):
         b = float(max(b, low))
@@ -128,15 +128,3 @@ def plot_frontier(frontier: Frontier, path: str | os.PathLike, chosen: Allocatio
     fig.tight_layout()
     fig.savefig(os.fspath(path), format="png")
     return os.fspath(path)
-
-
-def frontier_table(frontier: Frontier) -> list[Mapping]:
-    """Rows for printing: ratio, absolute cost, sensitivity, layers at each width."""
-    rows = []
-    for p in frontier.points:
-        counts = {}
-        for b in p.bits.values():
-            counts[b] = counts.get(b, 0) + 1
-        rows.append({"ratio": p.ratio, "cost": format_quantity(p.cost, frontier.metric),
-                     "sensitivity": p.sensitivity, "counts": dict(sorted(counts.items()))})
-    return rows

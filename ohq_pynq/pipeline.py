@@ -164,11 +164,12 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
 
         def sensitivity():
             from .mqe import sensitivity as measure
+            from .sensitivity import save_sensitivity
             net, x, ranges = prepared()
             res = measure(net, x, ranges, estimator=s.estimator, alpha=s.alpha, seed=s.seed,
                           backend=s.executor, progress=s.progress)
             res["model"] = str(model)
-            write_json(out / "sensitivity.json", res)
+            save_sensitivity(out / "sensitivity.json", res)
             top = max(res["layers"], key=res["layers"].get)
             return f"{s.estimator} on {len(x)} images, most sensitive {top}"
 
@@ -222,7 +223,7 @@ def _check_settings(s: Settings) -> None:
             raise ConfigError(f"--{name} must be a number >= 0, not {v}")
     if s.backend not in ("sim", "pynq"):
         raise ConfigError(f"--backend must be sim or pynq, not {s.backend!r}")
-    from .ilp import Budget            # refuse a malformed budget now, not after profiling
+    from .budgets import Budget        # refuse a malformed budget now, not after profiling
     for metric in ("latency", "size", "energy"):
         text = getattr(s, f"{metric}_budget")
         if text is not None and not 0 < Budget.parse(text, metric).value < float("inf"):

@@ -11,7 +11,8 @@ import pytest
 from ohq_pynq import ilp
 from ohq_pynq.bitconfig import load_config
 from ohq_pynq.errors import ConfigError, InfeasibleError
-from ohq_pynq.ilp import Budget, cost_table, load_sensitivity, make_problem, solve
+from ohq_pynq.budgets import Budget, format_quantity
+from ohq_pynq.ilp import cost_table, make_problem, solve
 from ohq_pynq.pareto import pareto_frontier, plot_frontier
 from ohq_pynq.profile import profile_from_mapping, save_profile
 
@@ -210,26 +211,6 @@ def test_totals_and_references_are_reported():
     assert meta["vs_all_int8"]["latency"] == pytest.approx(alloc.ratio("latency"))
 
 
-@pytest.mark.parametrize("text, metric, value, relative", [
-    ("0.75", "latency", 0.75, True), ("0.75x", "latency", 0.75, True), ("1.5x", "size", 1.5, True),
-    ("75%", "energy", 0.75, True), ("2.5ms", "latency", 2.5e-3, False), ("300 us", "latency", 3e-4, False),
-    ("1.2MB", "size", 1.2e6, False), ("2KiB", "size", 2048.0, False), ("30mJ", "energy", 0.03, False),
-    ("1e-3s", "latency", 1e-3, False),
-])
-def test_budget_parse(text, metric, value, relative):
-    b = Budget.parse(text, metric)
-    assert b.relative is relative and b.value == pytest.approx(value)
-
-
-@pytest.mark.parametrize("text, metric, fragment", [
-    ("2", "latency", "ambiguous"), ("2ms", "size", "unit"), ("abc", "energy", "not a number"),
-    ("-0.5", "latency", "not a number"), ("", "size", "not a number"),
-])
-def test_budget_parse_errors(text, metric, fragment):
-    with pytest.raises(ConfigError, match=fragment):
-        Budget.parse(text, metric)
-
-
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"latency": Budget.fraction(-0.5)}, "> 0"),
     ({"latency": Budget.fraction(float("nan"))}, "> 0"),
@@ -284,7 +265,7 @@ def test_infeasible_single_budget_states_the_true_minimum():
         msg = str(err.value)
         assert msg.startswith(f"{metric} budget ") and "the smallest feasible is" in msg
         stated = info["minimum_stated"]
-        assert f"{stated:.4g}" in msg or ilp.format_quantity(stated, metric) in msg
+        assert f"{stated:.4g}" in msg or format_quantity(stated, metric) in msg
         # the stated (rounded-up) value is feasible; anything clearly below the minimum is not
         ok = solve(problem, **{metric: Budget(stated, budget.relative)})
         assert_within(problem, ok, {metric: stated * (ref if budget.relative else 1)})
@@ -391,26 +372,6 @@ def test_infeasible_with_ties_reports_tied_minimum():
         solve(problem, latency=Budget.absolute(2.0), ties=[["a", "b"]])
     assert err.value.minimums["latency"]["minimum_absolute"] == 4.0
     assert "latency budget 2 s is infeasible; the smallest feasible is 4 s" in str(err.value)
-
-
-# ----------------------------------------------------------------------------------- sensitivity
-def test_sensitivity_formats(tmp_path):
-    flat, _ = load_sensitivity({"schema": 1, "estimator": "mqe", "layers": {"a": 0.5, "b": 0}})
-    assert flat == {"a": {4: 0.5, 8: 0.0}, "b": {4: 0.0, 8: 0.0}}
-    nested, meta = load_sensitivity({"estimator": "exact", "layers": {"a": {"2": 3.0, "4": 1.0}}}, (2, 4, 8))
-    assert nested == {"a": {2: 3.0, 4: 1.0, 8: 0.0}} and meta == {"estimator": "exact"}
-    path = tmp_path / "s.json"
-    path.write_text(json.dumps({"layers": {"a": -1e-12}}))
-    assert load_sensitivity(path)[0] == {"a": {4: 0.0, 8: 0.0}}
-    for bad, bits, fragment in [({"layers": {"a": 0.5}}, (2, 4, 8), "only defines"),
-                                ({"layers": {"a": float("nan")}}, (4, 8), "finite"),
-                                ({"layers": {"a": -0.2}}, (4, 8), "finite"),
-                                ({"layers": {"a": "x"}}, (4, 8), "finite"),
-                                ({"layers": {"a": {"4": 1.0}}}, (2, 4, 8), "no sensitivity at 2"),
-                                ({"layers": {}}, (4, 8), "non-empty"),
-                                ({"schema": 7, "layers": {"a": 1.0}}, (4, 8), "schema")]:
-        with pytest.raises(ConfigError, match=fragment):
-            load_sensitivity(bad, bits)
 
 
 def test_mismatched_layers_and_placeholder_warning():

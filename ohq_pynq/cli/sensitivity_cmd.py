@@ -23,9 +23,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..data import load_data
-    from ..fileio import write_json
     from ..mqe import sensitivity
     from ..quant import calibrate, prepare
+    from ..sensitivity import save_sensitivity
 
     net = prepare(args.model, args.input_shape)
     x, _ = load_data(args.data, net.input_shape, limit=args.limit)
@@ -34,7 +34,7 @@ def run(args) -> int:
                          structured=args.structured, seed=args.seed, backend=args.executor,
                          progress=show_progress())
     result["model"] = str(args.model)
-    write_json(args.out, result)
+    save_sensitivity(args.out, result)
     rows = sorted(result["layers"].items(), key=lambda kv: -kv[1])
     print(format_table(["layer", f"sensitivity ({args.estimator}, nats)"], [[k, v] for k, v in rows]))
     print(f"wrote {args.out} ({len(rows)} layers, {len(x)} images, {result['seconds']:.1f} s)")

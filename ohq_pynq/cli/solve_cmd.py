@@ -1,6 +1,6 @@
 """``solve --sensitivity S.json --profile P.json [budgets] --out config.json``: bit allocation by ILP.
 
-Budget rule (see :meth:`ohq_pynq.ilp.Budget.parse`): ``0.75``, ``0.75x`` or ``75%`` is a fraction
+Budget rule (see :meth:`ohq_pynq.budgets.Budget.parse`): ``0.75``, ``0.75x`` or ``75%`` is a fraction
 of the all-int8 total; a number with a unit (``2.5ms``, ``1.2MB``, ``30mJ``) is absolute; a bare
 number above 1 is refused as ambiguous.
 """
@@ -54,8 +54,10 @@ def _parse_bits(text: str) -> list[int]:
 def run(args) -> int:
     from ..bitconfig import save_config
     from ..fileio import file_sha256
-    from ..ilp import format_quantity, load_sensitivity, make_problem, solve
+    from ..budgets import format_quantity
+    from ..ilp import make_problem, solve
     from ..profile import load_profile, placeholder_profile
+    from ..sensitivity import load_sensitivity
 
     bits = _parse_bits(args.bits)
     if args.profile:

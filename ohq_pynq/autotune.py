@@ -20,7 +20,7 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .fileio import atomic_write, file_sha256, read_json, write_json
+from .fileio import atomic_write, file_sha256, json_sha256, read_json, write_json
 
 if TYPE_CHECKING:
     from .pipeline import Settings
@@ -86,7 +86,6 @@ def fingerprint(raw: dict, settings) -> dict:
     from dataclasses import asdict
 
     from . import __version__
-    from .pipeline import _Stages
 
     model = settings.model
     if not Path(model).is_file():
@@ -104,7 +103,7 @@ def fingerprint(raw: dict, settings) -> dict:
     keep = {k: v for k, v in asdict(settings).items() if k not in ("out", "force", "progress")}
     return {"model": file_sha256(model),
             "bitstream": file_sha256(bitstream) if bitstream and Path(bitstream).is_file() else None,
-            "settings": _Stages.key(keep), "version": __version__}
+            "settings": json_sha256(keep), "version": __version__}
 
 
 def autotune(config_path: str | os.PathLike, log: Callable[[str], None] | None = None,

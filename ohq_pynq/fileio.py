@@ -63,3 +63,9 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk_bytes), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def json_sha256(obj: Any) -> str:
+    """Hex SHA-256 of an object's canonical JSON (sorted keys; non-JSON values as ``str``): the
+    key of a stage's inputs, or of the settings a result depends on."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -12,8 +12,6 @@ Artefacts: ``distilled.npz`` (unless calibration images are given), ``profile.js
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .fileio import atomic_write, file_sha256, read_json, write_json
+from .fileio import atomic_write, file_sha256, json_sha256, read_json, write_json
 from .runtime import release_memory
 
 STATE_SCHEMA = 1
@@ -79,14 +77,10 @@ class _Stages:
                 self.log(f"state.json in {out} is unreadable; recomputing every stage")
         self.timing: dict[str, dict] = {}
 
-    @staticmethod
-    def key(obj) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
     def run(self, name: str, key_obj, outputs: list[str], compute: Callable[[], str]) -> bool:
         """Run ``compute`` unless stage ``name`` already ran with the same inputs; True if it ran.
         Memory the stage freed is returned to the OS before the next one starts."""
-        key = self.key(key_obj)
+        key = json_sha256(key_obj)
         rec = self.state["stages"].get(name)
         t0 = time.perf_counter()
         if (not self.force and rec and rec.get("key") == key
@@ -238,7 +232,7 @@ def _data_key(path) -> str:
         return file_sha256(path)
     entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
                      for p in path.rglob("*") if p.is_file())
-    return _Stages.key(entries)
+    return json_sha256(entries)
 
 
 def _bundled_test() -> Path:

@@ -212,8 +212,8 @@ def conv_layer(layer, requant: Requant | None = None) -> ConvLayer:
 
 def check_inputs(conv: ConvLayer, bits: int, x_q, w_q, requant: Requant):
     """Validate shapes and integer ranges (one :class:`DataError` sentence) -> arrays as int64."""
-    from .core_model import _validate
-    return _validate(x_q, w_q, requant.bias, requant.mult, requant.shift, conv, bits)
+    from .core_model import validate_inputs
+    return validate_inputs(x_q, w_q, requant.bias, requant.mult, requant.shift, conv, bits)
 
 
 def make_accelerator(backend: str = "sim", board: str | None = None, **options) -> Accelerator:

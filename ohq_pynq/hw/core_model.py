@@ -283,12 +283,13 @@ def conv_reference(x, w, bias, mult, shift, layer: ConvLayer, bits: int) -> np.n
     ``x`` (H, W, Cin) activations at ``bits``, ``w`` (Cout, Cin/groups, K, K) weights at
     ``bits``, ``bias`` int32, ``mult`` uint16, ``shift`` 0..47, each (Cout,).
     """
-    x, w, bias, mult, shift = _validate(x, w, bias, mult, shift, layer, bits)
+    x, w, bias, mult, shift = validate_inputs(x, w, bias, mult, shift, layer, bits)
     acc = wrap_int32(conv_accumulate(x, w, layer) + bias)
     return requantize(acc, mult, shift, layer.relu, layer.out_bits, layer.out_signed)
 
 
-def _validate(x, w, bias, mult, shift, layer: ConvLayer, bits: int):
+def validate_inputs(x, w, bias, mult, shift, layer: ConvLayer, bits: int):
+    """Shapes and integer ranges of one run's operands (one DataError sentence) -> int64 arrays."""
     x = _as_int("activations", x, (layer.h, layer.w, layer.cin))
     w = _as_int("weights", w, (layer.cout, layer.cin_g, layer.kernel, layer.kernel))
     bias = _as_int("bias", bias, (layer.cout,))
@@ -383,7 +384,7 @@ def pack_activations(x, layer: ConvLayer, core: CoreConfig) -> bytes:
 def pack_input(x, w, bias, mult, shift, layer: ConvLayer, core: CoreConfig) -> bytes:
     """The whole input stream of one layer: params, weights, activations, zero-padded to beats."""
     geo = check_layer(layer, core)
-    x, w, bias, mult, shift = _validate(x, w, bias, mult, shift, layer, core.bits)
+    x, w, bias, mult, shift = validate_inputs(x, w, bias, mult, shift, layer, core.bits)
     data = (pack_params(bias, mult, shift, layer, core) + pack_weights(w, layer, core)
             + pack_activations(x, layer, core))
     assert len(data) == geo.in_bytes

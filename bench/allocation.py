@@ -62,8 +62,8 @@ ENUMERATE_MAX_LAYERS = 20
 class Evaluator:
     """Test accuracy of a bit config of one model, cached by config."""
 
-    def __init__(self, net, ranges, x, y, backend):
-        self.net, self.ranges, self.x, self.y, self.backend = net, ranges, x, y, backend
+    def __init__(self, net, ranges, x, y, executor):
+        self.net, self.ranges, self.x, self.y, self.executor = net, ranges, x, y, executor
         self.cache: dict[tuple, float] = {}
         self.seconds = 0.0
         self.calls = 0
@@ -72,7 +72,7 @@ class Evaluator:
         key = tuple(bits[n] for n in self.net.layer_names)
         if key not in self.cache:
             t0 = time.perf_counter()
-            logits = predict(quantize(self.net, bits, self.ranges).to_onnx(), self.x, backend=self.backend)
+            logits = predict(quantize(self.net, bits, self.ranges).to_onnx(), self.x, executor=self.executor)
             self.cache[key] = float(np.mean(logits.argmax(axis=-1) == self.y))
             self.seconds += time.perf_counter() - t0
             self.calls += 1
@@ -206,16 +206,16 @@ def run_case(name: str, board: str, ctx: dict, evaluate: Evaluator, n_random: in
             "meets_target": res["ilp"]["beats_random"] >= TARGET_PERCENTILE}
 
 
-def prepare_model(name: str, images: int, backend: str, seed: int) -> dict:
+def prepare_model(name: str, images: int, executor: str, seed: int) -> dict:
     t0 = time.perf_counter()
     net = prepare(str(model_path(name)))
     x = distill(str(model_path(name)), num=32, seed=seed).x
-    ranges = calibrate(net, x, backend=backend)
-    mqe = sensitivity(net, x, ranges, estimator="mqe", alpha=0.5, seed=seed, backend=backend)["layers"]
-    exact = sensitivity(net, x, ranges, estimator="exact", backend=backend)["layers"]
+    ranges = calibrate(net, x, executor=executor)
+    mqe = sensitivity(net, x, ranges, estimator="mqe", alpha=0.5, seed=seed, executor=executor)["layers"]
+    exact = sensitivity(net, x, ranges, estimator="exact", executor=executor)["layers"]
     xt, yt = load_split("test")
-    ev = Evaluator(net, ranges, xt[:images], yt[:images], backend)
-    fp32 = float(np.mean(predict(net.model, xt[:images], backend=backend).argmax(-1) == yt[:images]))
+    ev = Evaluator(net, ranges, xt[:images], yt[:images], executor)
+    fp32 = float(np.mean(predict(net.model, xt[:images], executor=executor).argmax(-1) == yt[:images]))
     return {"net": net, "mqe": mqe, "exact": exact, "evaluate": ev, "fp32": fp32,
             "prepare_seconds": time.perf_counter() - t0}
 
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     ap.add_argument("--random", type=int, default=200)
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "numpy", "auto"])
+    ap.add_argument("--executor", default="onnxruntime", choices=["onnxruntime", "numpy", "auto"])
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "allocation.json"))
     args = ap.parse_args(argv)
 
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     rows, fp32 = [], {}
     for name in args.models:
         print(f"{name}: distil, calibrate, sensitivity ...", flush=True)
-        ctx = prepare_model(name, args.images, args.backend, args.seed)
+        ctx = prepare_model(name, args.images, args.executor, args.seed)
         fp32[name] = ctx["fp32"]
         for board in args.boards:
             t0 = time.perf_counter()
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
 
     write_json(args.out, {
         "target_beats_random": TARGET_PERCENTILE, "budget": BUDGET, "images": args.images,
-        "random": args.random, "seed": args.seed, "backend": args.backend,
+        "random": args.random, "seed": args.seed, "executor": args.executor,
         "sensitivity": "MQE (alpha 0.5, seed 0) on 32 distilled images; ranges calibrated on them",
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
         "total_seconds": round(total, 1),

@@ -39,7 +39,7 @@ def bench_model(name: str, model: onnx.ModelProto, batch: int, repeats: int, thr
     eng = Engine(model)
     shape = [batch] + [d or 1 for d in eng.input_shape[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    ort_ex = make_executor(model, backend="onnxruntime", threads=threads)
+    ort_ex = make_executor(model, executor="onnxruntime", threads=threads)
     ref = ort_ex.run(x, batch_size=batch)
     got = eng.run(x, batch_size=batch)
     err = max(float(np.max(np.abs(got[k] - ref[k])) / max(np.max(np.abs(ref[k])), 1e-12))

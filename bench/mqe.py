@@ -21,7 +21,7 @@ estimator on 32 *real* calibration images: does distilled data preserve the rank
 
 Prints a table and writes ``bench/results/mqe.json``. About two minutes on 2 cores.
 
-    /work/venv/bin/python bench/mqe.py [--models digits_resnet_bn ...] [--backend onnxruntime]
+    /work/venv/bin/python bench/mqe.py [--models digits_resnet_bn ...] [--executor onnxruntime]
 """
 from __future__ import annotations
 
@@ -66,14 +66,14 @@ def model_data(name: str) -> tuple[np.ndarray, str, float]:
     return x[:NUM_IMAGES], f"calibration images ({NUM_IMAGES})", time.perf_counter() - t0
 
 
-def bench_model(name: str, backend: str) -> dict:
+def bench_model(name: str, executor: str) -> dict:
     net = prepare(str(model_path(name)))
     x, data_desc, data_s = model_data(name)
-    ranges = calibrate(net, x, backend=backend)
+    ranges = calibrate(net, x, executor=executor)
 
     def run(**kw):
         t0 = time.perf_counter()
-        res = sensitivity(net, x, ranges, backend=backend, **kw)
+        res = sensitivity(net, x, ranges, executor=executor, **kw)
         return res["layers"], time.perf_counter() - t0
 
     exact, exact_s = run(estimator="exact")
@@ -84,7 +84,7 @@ def bench_model(name: str, backend: str) -> dict:
     secs["mqe_avg3"] = secs["mqe"] + secs["mqe_s1"] + secs["mqe_s2"]
     rho = {v: spearman(sens[v], exact) for v in COLUMNS}
     # Diagnostic: split "exact" into its weight part (W4A8) and activation part (W8A4), layer alone.
-    parts, parts_s = split_exact(net, x, ranges, backend)
+    parts, parts_s = split_exact(net, x, ranges, executor)
 
     row = {"model": name, "layers": len(exact), "data": data_desc, "data_seconds": round(data_s, 2),
            "rho": rho, "seconds": {"exact": round(exact_s, 3), **{v: round(secs[v], 3) for v in COLUMNS}},
@@ -101,24 +101,24 @@ def bench_model(name: str, backend: str) -> dict:
            "sensitivity": {"exact": exact, **{v: sens[v] for v in COLUMNS}, **parts}}
     if model_info(name)["batchnorm"] == "kept":      # exact on real images as a second reference
         xr = load_split("calib")[0][:NUM_IMAGES]
-        real = sensitivity(net, xr, calibrate(net, xr, backend=backend), estimator="exact",
-                           backend=backend)["layers"]
+        real = sensitivity(net, xr, calibrate(net, xr, executor=executor), estimator="exact",
+                           executor=executor)["layers"]
         row["rho_real"] = {"mqe": spearman(sens["mqe"], real), "exact_distilled": spearman(exact, real)}
         row["sensitivity"]["exact_real"] = real
     return row
 
 
-def split_exact(net, x, ranges, backend) -> tuple[dict, float]:
+def split_exact(net, x, ranges, executor) -> tuple[dict, float]:
     """Per layer KL vs int8 with only its weights at int4 (W4A8) / only its input at int4 (W8A4)."""
     t0 = time.perf_counter()
-    ref = log_softmax(predict(quantize(net, 8, ranges).to_onnx(), x, backend=backend))
+    ref = log_softmax(predict(quantize(net, 8, ranges).to_onnx(), x, executor=executor))
     out = {"w4a8": {}, "w8a4": {}}
     for name in net.layer_names:
         for key, wb, ab in (("w4a8", 4, 8), ("w8a4", 8, 4)):
             wbits = {n: 8 for n in net.layer_names}
             abits = dict(wbits)
             wbits[name], abits[name] = wb, ab
-            lq = log_softmax(predict(quantize(net, wbits, ranges, act_bits=abits).to_onnx(), x, backend=backend))
+            lq = log_softmax(predict(quantize(net, wbits, ranges, act_bits=abits).to_onnx(), x, executor=executor))
             out[key][name] = float(np.mean(np.sum(np.exp(ref) * (ref - lq), axis=-1)))
     return out, time.perf_counter() - t0
 
@@ -126,14 +126,14 @@ def split_exact(net, x, ranges, backend) -> tuple[dict, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="*", default=list_models())
-    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "numpy", "auto"])
+    ap.add_argument("--executor", default="onnxruntime", choices=["onnxruntime", "numpy", "auto"])
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mqe.json"))
     args = ap.parse_args(argv)
 
     rows = []
     for name in args.models:
         print(f"{name} ...", flush=True)
-        rows.append(bench_model(name, args.backend))
+        rows.append(bench_model(name, args.executor))
 
     head = f"{'model':<22}{'L':>4} " + "".join(f"{c:>11}" for c in COLUMNS) + f"{'ρ real':>9}" \
            + f"{'s exact':>9}{'s mqe':>8}"
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                   + "; ".join(f"{v}: {len(z)}" for v, z in zero.items()))
 
     write_json(args.out, {
-        "target_rho": TARGET_RHO, "images": NUM_IMAGES, "backend": args.backend,
+        "target_rho": TARGET_RHO, "images": NUM_IMAGES, "executor": args.executor,
         "variants": {**{k: {kk: vv for kk, vv in v.items()} for k, v in VARIANTS.items()},
                      "mqe_avg3": "mean of mqe, mqe_s1, mqe_s2"},
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},

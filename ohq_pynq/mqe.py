@@ -22,6 +22,7 @@ import numpy as np
 from .errors import ConfigError
 from .graph import Network
 from .quant import TensorRange, activation_range, kl_divergence, log_softmax, quantize
+from .runtime import make_executor
 from .sensitivity import SCHEMA
 
 ESTIMATORS = ("mqe", "exact")
@@ -48,61 +49,21 @@ def mask_weights(w_q: np.ndarray, alpha: float, rng: np.random.Generator,
     return w
 
 
-class _OverrideRunner:
-    """Runs a model repeatedly with some initializers replaced per call, on one prepared executor.
-
-    numpy: the engine takes ``overrides`` directly. onnxruntime: the overridable initializers are
-    also declared graph inputs, so one session serves every call (ORT treats such initializers as
-    defaults that a feed replaces).
-    """
-
-    def __init__(self, model, names: list[str], backend: str):
-        from .runtime import make_executor
-
-        self.executor = make_executor(model, backend=backend)
-        self.output = self.executor.output_names[0]
-        self.session = None
-        if self.executor.backend == "onnxruntime":
-            import onnx
-            import onnxruntime as ort
-
-            m = onnx.ModelProto()
-            m.CopyFrom(model)
-            inits = {t.name: t for t in m.graph.initializer}
-            for n in names:
-                t = inits[n]
-                m.graph.input.append(onnx.helper.make_tensor_value_info(n, t.data_type, list(t.dims)))
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 2
-            opts.log_severity_level = 3       # overridable initializers are intended here
-            # Keep the float simulation of the QDQ graph (as the numpy engine computes it): no
-            # QDQ fusion, and no Q/DQ propagation, which mishandles scales fed as inputs.
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            self.session = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            self.input_name = self.session.get_inputs()[0].name
-
-    def logits(self, x: np.ndarray, overrides: dict | None = None, batch_size: int = 8) -> np.ndarray:
-        parts = []
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size]
-            if self.session is not None:
-                feeds = {self.input_name: xb, **(overrides or {})}
-                out = self.session.run([self.output], feeds)[0]
-            else:
-                out = self.executor.run(xb, outputs=[self.output], overrides=overrides)[self.output]
-            parts.append(out.reshape(len(xb), -1))
-        return np.concatenate(parts)
+def _logits(executor, x: np.ndarray, overrides: dict | None = None, batch_size: int = 8) -> np.ndarray:
+    """Output logits (N, classes) of ``x`` in batches, with some initializers replaced."""
+    out = executor.output_names[0]
+    return executor.run(x, outputs=[out], batch_size=batch_size, overrides=overrides)[out].reshape(len(x), -1)
 
 
 def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
                 estimator: str = "mqe", alpha: float = 0.5, structured: bool = False, seed: int = 0,
-                backend: str = "auto", progress: bool = False, layers: list[str] | None = None,
+                executor: str = "auto", progress: bool = False, layers: list[str] | None = None,
                 activations: bool = True, low_bits: int = 4) -> dict:
     """Sensitivity of every layer (or of ``layers``) of a BN-folded ``network`` on images ``x``.
 
     Returns the ``sensitivity.json`` dict. ``ranges`` are the int8 calibration ranges (usually
-    computed on the same distilled data).
+    computed on the same distilled data). ``executor``: "auto", "numpy" or "onnxruntime" (see
+    :func:`ohq_pynq.runtime.make_executor`).
 
     ``activations`` (MQE): besides masking the weights, coarsen the layer's input quantization to
     the step of ``low_bits`` (its int8 input scale times qmax8 / qmax4), because in this project
@@ -129,8 +90,8 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
         swapped = [q8.weight_initializer(n) for n in names]
         if activations:
             swapped += [q8.input_scale_initializer(n) for n in names]
-        runner = _OverrideRunner(model8, swapped, backend)
-        ref = log_softmax(runner.logits(x))
+        runner = make_executor(model8, executor, overridable=swapped)   # one prepared executor
+        ref = log_softmax(_logits(runner, x))
         rng = np.random.default_rng(seed)
         for name in it:
             lq = q8.layers[name]
@@ -139,17 +100,15 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
             if activations:
                 coarser = activation_range(8, lq.act_signed)[1] / activation_range(low_bits, lq.act_signed)[1]
                 overrides[q8.input_scale_initializer(name)] = np.array(lq.act_scale * coarser, np.float32)
-            logits = runner.logits(x, overrides)
+            logits = _logits(runner, x, overrides)
             values[name] = _kl_from_log(ref, log_softmax(logits))
     else:
-        runner = _OverrideRunner(model8, [], backend)
-        ref_logits = runner.logits(x)
-        ref = log_softmax(ref_logits)
+        ref = log_softmax(_logits(make_executor(model8, executor), x))
         for name in it:
             bits = {n: 8 for n in network.layer_names}
             bits[name] = 4
             model = quantize(network, bits, ranges).to_onnx()
-            logits = _OverrideRunner(model, [], backend).logits(x)
+            logits = _logits(make_executor(model, executor), x)
             values[name] = _kl_from_log(ref, log_softmax(logits))
     return {
         "schema": SCHEMA,

@@ -153,7 +153,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                 from .quant import calibrate, prepare
                 net = prepare(model, s.input_shape)
                 x, _ = _load(data_path, net)
-                lazy.update(net=net, x=x, ranges=calibrate(net, x, backend=s.executor))
+                lazy.update(net=net, x=x, ranges=calibrate(net, x, executor=s.executor))
             return lazy["net"], lazy["x"], lazy["ranges"]
 
         def sensitivity():
@@ -161,7 +161,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
             from .sensitivity import save_sensitivity
             net, x, ranges = prepared()
             res = measure(net, x, ranges, estimator=s.estimator, alpha=s.alpha, seed=s.seed,
-                          backend=s.executor, progress=s.progress)
+                          executor=s.executor, progress=s.progress)
             res["model"] = str(model)
             save_sensitivity(out / "sensitivity.json", res)
             top = max(res["layers"], key=res["layers"].get)
@@ -335,9 +335,9 @@ def _deploy(s: Settings, out: Path, net, ranges, accelerator, eval_path) -> str:
     xe, ye = xe[: s.eval_images], (None if ye is None else ye[: s.eval_images])
     dep = Deployment(q, accelerator)
     logits, stats = dep.run(xe, progress=s.progress)
-    qdq = predict(model, xe, backend=s.executor)
-    fp32 = predict(net.model, xe, backend=s.executor)
-    int8 = predict(quantize(net, 8, ranges).to_onnx(), xe, backend=s.executor)
+    qdq = predict(model, xe, executor=s.executor)
+    fp32 = predict(net.model, xe, executor=s.executor)
+    int8 = predict(quantize(net, 8, ranges).to_onnx(), xe, executor=s.executor)
     result = {
         "schema": 1,
         "eval_data": str(eval_path),

@@ -70,12 +70,13 @@ def _batches(x: np.ndarray, batch_size: int):
 
 
 def calibrate(network: Network, x: np.ndarray, method: str = "percentile", percentile: float = 99.99,
-              batch_size: int = 8, backend: str = "auto", progress: bool = False,
+              batch_size: int = 8, executor: str = "auto", progress: bool = False,
               tensors: list[str] | None = None) -> dict[str, TensorRange]:
     """Range of every quantizable layer's input tensor (or of ``tensors``) over images ``x``.
 
     Streams ``x`` (N, C, H, W) in batches of ``batch_size`` images, so memory is one batch of
     activations. ``percentile`` uses a second pass with a 2048-bin histogram of |x| per tensor.
+    ``executor``: "auto", "numpy" or "onnxruntime" (see :func:`ohq_pynq.runtime.make_executor`).
     """
     from .runtime import make_executor
 
@@ -85,11 +86,11 @@ def calibrate(network: Network, x: np.ndarray, method: str = "percentile", perce
         raise ConfigError(f"percentile {percentile} must be in (0, 100]")
     x = check_images(x, network)
     tensors = sorted(set(tensors) if tensors is not None else calibration_tensors(network))
-    executor = make_executor(network.model, backend=backend)
+    runner = make_executor(network.model, executor)
     absmax = {t: 0.0 for t in tensors}
     minimum = {t: np.inf for t in tensors}
     for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "calibrate"):
-        out = executor.run(xb, outputs=tensors)
+        out = runner.run(xb, outputs=tensors)
         for t in tensors:
             v = out[t]
             if not np.isfinite(v).all():
@@ -102,7 +103,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = "percentile", perce
         bins = 2048
         hist = {t: np.zeros(bins, dtype=np.int64) for t in tensors}
         for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "histogram"):
-            out = executor.run(xb, outputs=tensors)
+            out = runner.run(xb, outputs=tensors)
             for t in tensors:
                 if absmax[t] > 0:
                     hist[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, absmax[t]))[0]
@@ -457,13 +458,14 @@ def _find_layer_node(graph, layer):
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
-def predict(model, x: np.ndarray, batch_size: int = 16, backend: str = "auto") -> np.ndarray:
-    """Logits of ``model`` (ModelProto or path) for images ``x``, in batches of ``batch_size``."""
+def predict(model, x: np.ndarray, batch_size: int = 16, executor: str = "auto") -> np.ndarray:
+    """Logits of ``model`` (ModelProto or path) for images ``x``, in batches of ``batch_size``, on
+    the ``executor`` ("auto", "numpy" or "onnxruntime")."""
     from .runtime import make_executor
 
-    executor = make_executor(model, backend=backend)
-    out_name = executor.output_names[0]
-    return np.concatenate([executor.run(xb, outputs=[out_name])[out_name].reshape(len(xb), -1)
+    runner = make_executor(model, executor)
+    out_name = runner.output_names[0]
+    return np.concatenate([runner.run(xb, outputs=[out_name])[out_name].reshape(len(xb), -1)
                            for xb in _batches(x, batch_size)])
 
 

@@ -1,10 +1,12 @@
-"""Executor choice: onnxruntime where it is installed, else the numpy engine.
+"""Executors: what runs a float or QDQ ONNX model — onnxruntime where it is installed, else the
+numpy engine. (Not to be confused with the accelerator *backend*, sim or pynq, in :mod:`.hw`.)
 
-``make_executor(model, backend="auto")`` returns an object with ``run(x_or_feeds, outputs=None,
-batch_size=None) -> {name: array}``, ``input_name``, ``output_names`` and ``backend``. "auto"
-picks onnxruntime when it imports (armv7 boards have no wheel) and the numpy engine otherwise;
-the environment variable ``OHQ_PYNQ_EXECUTOR=numpy|onnxruntime`` overrides "auto".
-Both executors take ``overrides={initializer: array}`` and intermediate tensor names as outputs.
+``make_executor(model, executor="auto")`` returns an object with ``run(x_or_feeds, outputs=None,
+batch_size=None, overrides=None) -> {name: array}``, ``input_name``, ``output_names`` and
+``name`` ("numpy" or "onnxruntime"). "auto" picks onnxruntime when it imports (armv7 boards have
+no wheel) and the numpy engine otherwise; the environment variable
+``OHQ_PYNQ_EXECUTOR=numpy|onnxruntime`` overrides "auto". Both executors take
+``overrides={initializer: array}`` and intermediate tensor names as outputs.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .engine import DEFAULT_MEMORY_BYTES, Engine
 from .errors import ConfigError, DataError
 from .onnx_loader import model_proto
 
-BACKENDS = ("auto", "numpy", "onnxruntime")
+EXECUTORS = ("auto", "numpy", "onnxruntime")
 ENV_VAR = "OHQ_PYNQ_EXECUTOR"
 
 
@@ -31,28 +33,29 @@ def _onnxruntime():
         return None
 
 
-def resolve_backend(backend: str = "auto") -> str:
-    """'numpy' or 'onnxruntime' for a requested backend ("auto" honours ``OHQ_PYNQ_EXECUTOR``)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown executor {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
+def resolve_executor(executor: str = "auto") -> str:
+    """'numpy' or 'onnxruntime' for a requested executor ("auto" honours ``OHQ_PYNQ_EXECUTOR``)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if executor == "auto":
         forced = os.environ.get(ENV_VAR, "").strip().lower()
         if forced:
             if forced not in ("numpy", "onnxruntime"):
                 raise ConfigError(f"{ENV_VAR}={forced!r} is not valid: use numpy or onnxruntime")
-            backend = forced
+            executor = forced
         else:
             return "onnxruntime" if _onnxruntime() is not None else "numpy"
-    if backend == "onnxruntime" and _onnxruntime() is None:
+    if executor == "onnxruntime" and _onnxruntime() is None:
         raise ConfigError("onnxruntime is not installed on this machine: use the numpy executor "
-                          f"(backend 'numpy' or {ENV_VAR}=numpy)")
-    return backend
+                          f"(--executor numpy or {ENV_VAR}=numpy)")
+    return executor
 
 
 class NumpyExecutor:
-    """The numpy :class:`~ohq_pynq.engine.Engine` behind the executor interface."""
+    """The numpy :class:`~ohq_pynq.engine.Engine` behind the executor interface (it takes any
+    initializer as an override without rebuilding anything)."""
 
-    backend = "numpy"
+    name = "numpy"
 
     def __init__(self, model: Any, memory_bytes: int = DEFAULT_MEMORY_BYTES):
         self.engine = Engine(model, memory_bytes=memory_bytes)
@@ -68,17 +71,22 @@ class NumpyExecutor:
 
 
 class OnnxruntimeExecutor:
-    """onnxruntime CPU session(s); intermediate outputs get a session with extra graph outputs.
+    """onnxruntime CPU session(s), one per set of extra (intermediate) outputs.
 
     ``threads``: intra-op threads (small by default: boards have 2–4 cores and share them).
     ``qdq_fusion``: let onnxruntime fuse QDQ pairs into integer kernels (QLinearConv); off by
     default so results equal the numpy engine's float simulation of the QDQ graph.
+    ``overridable``: initializers that ``run(overrides=...)`` will replace. They are declared
+    graph inputs too, so one session serves every call (onnxruntime treats such an initializer as
+    a default that a feed replaces); an initializer overridden without being declared here is
+    added once, on first use. 4-bit initializers cannot be fed from numpy: overriding one builds
+    a session with the value written into the model, for that call.
     """
 
-    backend = "onnxruntime"
+    name = "onnxruntime"
 
     def __init__(self, model: Any, threads: int | None = None, qdq_fusion: bool = False,
-                 batch_size: int = 32):
+                 batch_size: int = 32, overridable: Iterable[str] = ()):
         self.ort = _onnxruntime()
         if self.ort is None:
             raise ConfigError("onnxruntime is not installed on this machine: use the numpy executor")
@@ -87,22 +95,37 @@ class OnnxruntimeExecutor:
         self.qdq_fusion = qdq_fusion
         self.default_batch = batch_size
         g = self.model.graph
-        inits = {t.name for t in g.initializer}
-        self.input_names = [i.name for i in g.input if i.name not in inits]
+        self._initializers = {t.name: t for t in g.initializer}
+        self.input_names = [i.name for i in g.input if i.name not in self._initializers]
         self.input_name = self.input_names[0]
         self.output_names = [o.name for o in g.output]
         dims = next(i for i in g.input if i.name == self.input_name).type.tensor_type.shape.dim
         self.input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self.overridable: set[str] = set()
+        self._declare(overridable)
         self._sessions: dict[tuple, Any] = {}
         self._types: dict[str, onnx.TypeProto] | None = None
 
+    def _declare(self, names: Iterable[str]) -> None:
+        for name in names:
+            t = self._initializers.get(name)
+            if t is None:
+                raise ConfigError(f"override {name!r} is not an initializer of the model")
+            if t.data_type not in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+                self.overridable.add(name)
+
     def _options(self):
+        """The session options of every session: few threads, quiet, QDQ kept as float
+        arithmetic unless ``qdq_fusion``; with overridable initializers only the basic graph
+        optimisations (Q/DQ propagation mishandles scales that are graph inputs)."""
         so = self.ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3
+        so.log_severity_level = 3       # initializers declared as inputs are intended here
         if not self.qdq_fusion:
             so.add_session_config_entry("session.disable_quant_qdq", "1")
+        if self.overridable:
+            so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         return so
 
     def _value_types(self) -> dict[str, onnx.TypeProto]:
@@ -114,12 +137,14 @@ class OnnxruntimeExecutor:
             self._types = {v.name: v.type for v in inferred.graph.value_info}
         return self._types
 
-    def _session(self, extra: tuple[str, ...], overridden: tuple[str, ...], overrides):
-        key = (extra, overridden)
-        if key in self._sessions and not overridden:
+    def _session(self, extra: tuple[str, ...], baked: Mapping[str, np.ndarray] | None = None):
+        """The session with graph outputs + ``extra`` and the overridable initializers as inputs
+        (cached); with ``baked`` (4-bit overrides) a one-off session with those values written in."""
+        key = (extra, frozenset(self.overridable))
+        if key in self._sessions and not baked:
             return self._sessions[key]
         m = self.model
-        if extra or overridden:
+        if extra or self.overridable or baked:
             m = onnx.ModelProto()
             m.CopyFrom(self.model)
             types = self._value_types()
@@ -130,11 +155,14 @@ class OnnxruntimeExecutor:
                 else:
                     vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
                 m.graph.output.append(vi)
-            if overridden:
-                _replace_initializers(m, overrides)
+            for name in sorted(self.overridable):
+                t = self._initializers[name]
+                m.graph.input.append(onnx.helper.make_tensor_value_info(name, t.data_type, list(t.dims)))
+            if baked:
+                _replace_initializers(m, baked)
         sess = self.ort.InferenceSession(m.SerializeToString(), self._options(),
                                          providers=["CPUExecutionProvider"])
-        if not overridden:
+        if not baked:
             self._sessions[key] = sess
         return sess
 
@@ -148,13 +176,18 @@ class OnnxruntimeExecutor:
                  else np.asarray(v) for k, v in feeds.items()}
         outputs = list(outputs) if outputs is not None else list(self.output_names)
         extra = tuple(o for o in outputs if o not in self.output_names)
-        sess = self._session(extra, tuple(sorted(overrides or ())), overrides)
+        overrides = dict(overrides or {})
+        self._declare(n for n in overrides if n not in self.overridable)
+        baked = {n: v for n, v in overrides.items() if n not in self.overridable}
+        fed = {n: np.asarray(v).astype(onnx.helper.tensor_dtype_to_np_dtype(
+            self._initializers[n].data_type), copy=False) for n, v in overrides.items() if n not in baked}
+        sess = self._session(extra, baked)
         n = feeds[self.input_name].shape[0]
         bs = max(1, int(batch_size or self.default_batch))
         parts: dict[str, list] = {o: [] for o in outputs}
         for s in range(0, max(n, 1), bs):
             chunk = {k: (v[s:s + bs] if v.ndim and v.shape[0] == n else v) for k, v in feeds.items()}
-            for o, v in zip(outputs, sess.run(outputs, chunk)):
+            for o, v in zip(outputs, sess.run(outputs, {**chunk, **fed})):
                 parts[o].append(np.asarray(v))
         return {o: (np.concatenate(p, axis=0) if len(p) > 1 else p[0]) for o, p in parts.items()}
 
@@ -177,12 +210,15 @@ def _replace_initializers(model: onnx.ModelProto, overrides: Mapping[str, np.nda
         old.CopyFrom(new)
 
 
-def make_executor(model: Any, backend: str = "auto", *, threads: int | None = None,
-                  memory_bytes: int = DEFAULT_MEMORY_BYTES, qdq_fusion: bool = False):
-    """An executor for ``model`` (ModelProto or path): see the module docstring."""
-    chosen = resolve_backend(backend)
+def make_executor(model: Any, executor: str = "auto", *, threads: int | None = None,
+                  memory_bytes: int = DEFAULT_MEMORY_BYTES, qdq_fusion: bool = False,
+                  overridable: Iterable[str] = ()):
+    """An executor for ``model`` (ModelProto or path): see the module docstring. ``overridable``
+    names the initializers later calls will override (onnxruntime prepares for them once)."""
+    chosen = resolve_executor(executor)
     if chosen == "onnxruntime":
-        return OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion)
+        return OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion,
+                                   overridable=overridable)
     return NumpyExecutor(model, memory_bytes=memory_bytes)
 
 

@@ -30,7 +30,7 @@ def test_mixed_deployment_matches_qdq(model, digits):
     q = quantize(net, bits, ranges)
     dep = Deployment(q, make_accelerator("sim", board="zcu104"))
     logits, stats = dep.run(xt)
-    qdq = predict(q.to_onnx(), xt, backend="onnxruntime")
+    qdq = predict(q.to_onnx(), xt, executor="onnxruntime")
     v = verify(logits, qdq, yt)
     assert v["top1_agreement_vs_qdq"] >= 0.99
     # the integer pipeline equals the QDQ simulation but for rare fixed-point rounding ties
@@ -58,7 +58,7 @@ def test_layer_inputs_bit_exact(digits):
     dep = Deployment(q, acc)
     _, stats = dep.run(xt[:2])
     assert stats.per_image()["joules"] is None           # PYNQ-Z2: no power rails
-    last = make_executor(q.to_onnx(), backend="numpy").run(
+    last = make_executor(q.to_onnx(), executor="numpy").run(
         xt[1:2], outputs=[f"{n}.input_q" for n in net.layer_names])
     for layer in net.layers:
         ref = last[f"{layer.name}.input_q"][0]
@@ -73,5 +73,5 @@ def test_small_cnn_float_ops_on_arm():
     x = np.random.default_rng(2).normal(size=(8, 1, 16, 16)).astype(np.float32)
     q = quantize(net, 8, calibrate(net, x))
     logits, _ = Deployment(q, make_accelerator("sim")).run(x)
-    qdq = predict(q.to_onnx(), x, backend="numpy")
+    qdq = predict(q.to_onnx(), x, executor="numpy")
     assert verify(logits, qdq)["top1_agreement_vs_qdq"] == 1.0

@@ -33,19 +33,19 @@ def test_mask_weights_fraction_and_structure():
 
 def test_mqe_deterministic_and_positive(setup):
     net, x, ranges = setup
-    a = sensitivity(net, x, ranges, seed=7, backend="numpy")
-    b = sensitivity(net, x, ranges, seed=7, backend="numpy")
+    a = sensitivity(net, x, ranges, seed=7, executor="numpy")
+    b = sensitivity(net, x, ranges, seed=7, executor="numpy")
     assert a["layers"] == b["layers"]
     assert set(a["layers"]) == set(net.layer_names)
     assert all(v > 0 for v in a["layers"].values())
-    c = sensitivity(net, x, ranges, seed=8, backend="numpy")
+    c = sensitivity(net, x, ranges, seed=8, executor="numpy")
     assert c["layers"] != a["layers"]
     assert a["estimator"] == "mqe" and a["alpha"] == 0.5 and a["images"] == 24
 
 
 def test_alpha_zero_gives_zero(setup):
     net, x, ranges = setup
-    s = sensitivity(net, x, ranges, alpha=0.0, activations=False, backend="numpy")
+    s = sensitivity(net, x, ranges, alpha=0.0, activations=False, executor="numpy")
     assert all(v == pytest.approx(0.0, abs=1e-9) for v in s["layers"].values())
 
 
@@ -53,28 +53,28 @@ def test_activation_part_is_the_layer_input_at_4_bits(setup):
     """With nothing masked, MQE's activation swap equals quantizing that layer's input at int4."""
     from ohq_pynq.quant import kl_divergence, predict, quantize
     net, x, ranges = setup
-    act_only = sensitivity(net, x, ranges, alpha=0.0, backend="numpy")["layers"]
-    ref = predict(quantize(net, 8, ranges).to_onnx(), x, backend="numpy")
+    act_only = sensitivity(net, x, ranges, alpha=0.0, executor="numpy")["layers"]
+    ref = predict(quantize(net, 8, ranges).to_onnx(), x, executor="numpy")
     for name in net.layer_names:
         bits = {n: 8 for n in net.layer_names} | {name: 4}
-        w8a4 = kl_divergence(ref, predict(quantize(net, 8, ranges, act_bits=bits).to_onnx(), x, backend="numpy"))
+        w8a4 = kl_divergence(ref, predict(quantize(net, 8, ranges, act_bits=bits).to_onnx(), x, executor="numpy"))
         assert act_only[name] == pytest.approx(w8a4, rel=0.25, abs=1e-5), name
         assert act_only[name] > 0
 
 
-def test_backends_agree(setup):
+def test_executors_agree(setup):
     net, x, ranges = setup
-    a = sensitivity(net, x, ranges, seed=1, backend="numpy")["layers"]
-    b = sensitivity(net, x, ranges, seed=1, backend="onnxruntime")["layers"]
+    a = sensitivity(net, x, ranges, seed=1, executor="numpy")["layers"]
+    b = sensitivity(net, x, ranges, seed=1, executor="onnxruntime")["layers"]
     for k in a:
         assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-6)
 
 
 def test_exact_estimator_and_rank_agreement(setup):
     net, x, ranges = setup
-    exact = sensitivity(net, x, ranges, estimator="exact", backend="numpy")
+    exact = sensitivity(net, x, ranges, estimator="exact", executor="numpy")
     assert exact["estimator"] == "exact" and all(v >= 0 for v in exact["layers"].values())
-    mqe = sensitivity(net, x, ranges, seed=0, backend="numpy")
+    mqe = sensitivity(net, x, ranges, seed=0, executor="numpy")
     rho = spearman(mqe["layers"], exact["layers"])
     assert -1.0 <= rho <= 1.0
 
@@ -84,7 +84,7 @@ def test_exact_estimator_and_rank_agreement(setup):
 def test_bad_settings(setup, kw, match):
     net, x, ranges = setup
     with pytest.raises(ConfigError, match=match):
-        sensitivity(net, x, ranges, backend="numpy", **kw)
+        sensitivity(net, x, ranges, executor="numpy", **kw)
 
 
 def test_spearman_matches_scipy():

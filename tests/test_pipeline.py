@@ -87,8 +87,8 @@ def test_runs_without_onnxruntime(tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "onnxruntime", None)      # import onnxruntime -> ImportError
     monkeypatch.delenv("OHQ_PYNQ_EXECUTOR", raising=False)
-    from ohq_pynq.runtime import resolve_backend
-    assert resolve_backend("auto") == "numpy"
+    from ohq_pynq.runtime import resolve_executor
+    assert resolve_executor("auto") == "numpy"
     s = run(Settings(out=str(tmp_path), **{**FAST, "board": "pynq-z2", "eval_images": 30}), log=lambda m: None)
     assert s["fidelity"]["top1_agreement_vs_qdq"] >= 0.99
     assert s["totals"]["chosen"]["joules"] is None and s["totals"]["measured_joules"] is None  # no rails

@@ -79,7 +79,7 @@ def test_layer_output_equals_integer_reference(net, ranges, images, bits):
     model = q.to_onnx()
     for name in ("conv1", "dw"):
         layer, lq = net.layer(name), q.layers[name]
-        ex = make_executor(model, backend="onnxruntime")
+        ex = make_executor(model, executor="onnxruntime")
         out = ex.run(images[:4], outputs=[layer.input, layer.output])
         qmin, qmax = lq.act_qrange
         x_q = np.clip(np.rint(out[layer.input] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int64)

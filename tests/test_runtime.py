@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ohq_pynq import runtime
 from ohq_pynq.errors import ConfigError
-from ohq_pynq.runtime import make_executor, resolve_backend
+from ohq_pynq.runtime import make_executor, resolve_executor
 
 from test_engine import small_cnn  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -31,7 +31,7 @@ def x():
 def test_auto_prefers_onnxruntime(model, monkeypatch):
     monkeypatch.delenv(runtime.ENV_VAR, raising=False)
     ex = make_executor(model)
-    assert ex.backend == "onnxruntime"
+    assert ex.name == "onnxruntime"
     assert ex.input_name == "x" and ex.output_names == ["y"]
 
 
@@ -39,30 +39,30 @@ def test_auto_falls_back_to_numpy_without_onnxruntime(model, x, monkeypatch):
     monkeypatch.delenv(runtime.ENV_VAR, raising=False)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import now raises ImportError
     ex = make_executor(model)
-    assert ex.backend == "numpy"
+    assert ex.name == "numpy"
     assert ex.run(x)["y"].shape == (6, 10)
     with pytest.raises(ConfigError, match="onnxruntime is not installed"):
-        make_executor(model, backend="onnxruntime")
+        make_executor(model, executor="onnxruntime")
 
 
 @pytest.mark.parametrize("forced", ["numpy", "onnxruntime"])
 def test_env_var_forces_executor(model, monkeypatch, forced):
     monkeypatch.setenv(runtime.ENV_VAR, forced)
-    assert make_executor(model).backend == forced
-    assert make_executor(model, backend="numpy").backend == "numpy"   # explicit choice wins
+    assert make_executor(model).name == forced
+    assert make_executor(model, executor="numpy").name == "numpy"   # explicit choice wins
 
 
 def test_bad_choices_are_config_errors(monkeypatch):
     with pytest.raises(ConfigError, match="unknown executor"):
-        resolve_backend("tensorrt")
+        resolve_executor("tensorrt")
     monkeypatch.setenv(runtime.ENV_VAR, "gpu")
     with pytest.raises(ConfigError, match="OHQ_PYNQ_EXECUTOR"):
-        resolve_backend("auto")
+        resolve_executor("auto")
 
 
 def test_executors_agree_with_intermediates_overrides_and_batches(model, x):
-    a = make_executor(model, backend="numpy")
-    b = make_executor(model, backend="onnxruntime", threads=1)
+    a = make_executor(model, executor="numpy")
+    b = make_executor(model, executor="onnxruntime", threads=1)
     outs = ["c1", "n2", "y"]
     ra = a.run(x, outputs=outs, batch_size=4)
     rb = b.run(x, outputs=outs, batch_size=4)
@@ -106,13 +106,13 @@ def _qdq_model(bits: int):
 def test_qdq_model_agrees_between_executors(bits):
     m = _qdq_model(bits)
     x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
-    ya = make_executor(m, backend="numpy").run(x)["y"]
-    yb = make_executor(m, backend="onnxruntime").run(x)["y"]
+    ya = make_executor(m, executor="numpy").run(x)["y"]
+    yb = make_executor(m, executor="onnxruntime").run(x)["y"]
     np.testing.assert_allclose(ya, yb, rtol=1e-5, atol=1e-5)
     # an int4 weight override goes through both executors the same way
     wq = np.zeros((6, 3, 3, 3), np.int64)
     wq[:, :, 1, 1] = 1
-    za = make_executor(m, backend="numpy").run(x, overrides={"wq": wq})["y"]
-    zb = make_executor(m, backend="onnxruntime").run(x, overrides={"wq": wq})["y"]
+    za = make_executor(m, executor="numpy").run(x, overrides={"wq": wq})["y"]
+    zb = make_executor(m, executor="onnxruntime").run(x, overrides={"wq": wq})["y"]
     np.testing.assert_allclose(za, zb, rtol=1e-5, atol=1e-5)
     assert not np.allclose(za, ya)

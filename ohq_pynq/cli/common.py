@@ -14,7 +14,7 @@ def add_model_argument(p, optional: bool = False) -> None:
                    help="fix a dynamic input shape, e.g. 3,224,224")
 
 
-def add_backend_argument(p) -> None:
+def add_executor_argument(p) -> None:
     p.add_argument("--executor", choices=("auto", "numpy", "onnxruntime"), default="auto",
                    help="float/QDQ model executor: onnxruntime where installed (auto), else numpy")
 

@@ -1,7 +1,7 @@
 """``evaluate MODEL --data DATA [--reference FP32.onnx]``: accuracy and fidelity."""
 from __future__ import annotations
 
-from .common import add_backend_argument, add_model_argument, print_json
+from .common import add_executor_argument, add_model_argument, print_json
 
 HELP = "accuracy (when DATA has labels) and top-1 agreement / KL against a reference model"
 
@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
                    help="reference model for top-1 agreement and KL(reference || model)")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
     p.add_argument("--json", action="store_true", help="print JSON")
-    add_backend_argument(p)
+    add_executor_argument(p)
 
 
 def run(args) -> int:
@@ -25,11 +25,11 @@ def run(args) -> int:
 
     net = load_network(args.model, args.input_shape)
     x, y = load_data(args.data, net.input_shape, limit=args.limit)
-    logits = predict(net.model, x, backend=args.executor)
+    logits = predict(net.model, x, executor=args.executor)
     ref = None
     if args.reference:
         ref_net = load_network(args.reference, args.input_shape)
-        ref = predict(ref_net.model, x, backend=args.executor)
+        ref = predict(ref_net.model, x, executor=args.executor)
     if y is None and ref is None:
         raise DataError(f"{args.data} has no labels (y); give --reference FP32.onnx to measure "
                         f"agreement instead")

@@ -1,7 +1,7 @@
 """``quantize MODEL --bits ... --calib DATA --out Q.onnx``: export a QDQ model."""
 from __future__ import annotations
 
-from .common import add_backend_argument, add_model_argument, show_progress
+from .common import add_executor_argument, add_model_argument, show_progress
 
 HELP = "quantize a model (uniform or per-layer bits) and export a QDQ ONNX model"
 
@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--percentile", type=float, default=99.99,
                    help="percentile of |x| mapped to the largest code (default 99.99)")
     p.add_argument("--out", required=True, help="output QDQ .onnx path")
-    add_backend_argument(p)
+    add_executor_argument(p)
 
 
 def run(args) -> int:
@@ -35,7 +35,7 @@ def run(args) -> int:
     act_bits = resolve_bits(args.act_bits, net.layer_names) if args.act_bits else None
     x, _ = load_data(args.calib, net.input_shape, limit=args.num_calib)
     ranges = calibrate(net, x, method=args.method, percentile=args.percentile,
-                       backend=args.executor, progress=show_progress())
+                       executor=args.executor, progress=show_progress())
     qnet = quantize(net, bits, ranges, act_bits=act_bits)
     model = qnet.to_onnx()
     atomic_write(args.out, lambda f: f.write(model.SerializeToString()))

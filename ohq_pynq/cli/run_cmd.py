@@ -1,7 +1,7 @@
 """``run [MODEL]``: the whole OHQ job — distil, profile, sensitivity, solve, deploy, verify."""
 from __future__ import annotations
 
-from .common import add_backend_argument, format_table, print_json, show_progress
+from .common import add_executor_argument, format_table, print_json, show_progress
 
 HELP = "the main job: distil -> profile -> sensitivity -> solve -> deploy -> verify, with a report"
 
@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="ohq-run", metavar="DIR", help="artefact folder (default ohq-run)")
     p.add_argument("--force", action="store_true", help="recompute every stage")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    add_backend_argument(p)
+    add_executor_argument(p)
 
 
 def settings_from_args(args):

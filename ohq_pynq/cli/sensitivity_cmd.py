@@ -1,7 +1,7 @@
 """``sensitivity MODEL --data DATA --out sensitivity.json``: per-layer sensitivity (MQE or exact)."""
 from __future__ import annotations
 
-from .common import add_backend_argument, add_model_argument, format_table, show_progress
+from .common import add_executor_argument, add_model_argument, format_table, show_progress
 
 HELP = "per-layer accuracy sensitivity by mask-guided estimation (MQE) or the exact int4 estimator"
 
@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=64, metavar="N", help="use at most N images (default 64)")
     p.add_argument("--out", required=True, help="output sensitivity.json")
-    add_backend_argument(p)
+    add_executor_argument(p)
 
 
 def run(args) -> int:
@@ -29,9 +29,9 @@ def run(args) -> int:
 
     net = prepare(args.model, args.input_shape)
     x, _ = load_data(args.data, net.input_shape, limit=args.limit)
-    ranges = calibrate(net, x, backend=args.executor)
+    ranges = calibrate(net, x, executor=args.executor)
     result = sensitivity(net, x, ranges, estimator=args.estimator, alpha=args.alpha,
-                         structured=args.structured, seed=args.seed, backend=args.executor,
+                         structured=args.structured, seed=args.seed, executor=args.executor,
                          progress=show_progress())
     result["model"] = str(args.model)
     save_sensitivity(args.out, result)

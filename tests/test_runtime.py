@@ -116,3 +116,28 @@ def test_qdq_model_agrees_between_executors(bits):
     zb = make_executor(m, executor="onnxruntime").run(x, overrides={"wq": wq})["y"]
     np.testing.assert_allclose(za, zb, rtol=1e-5, atol=1e-5)
     assert not np.allclose(za, ya)
+
+
+def test_overrides_reuse_one_onnxruntime_session(model, x, monkeypatch):
+    """Overriding initializers feeds them to one session; it is not rebuilt per call."""
+    built = []
+    real = ort.InferenceSession
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", counting)
+    ex = make_executor(model, executor="onnxruntime", overridable=["w2"])
+    ref = make_executor(model, executor="numpy")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        w2 = rng.standard_normal((12, 8, 3, 3)).astype(np.float32)
+        np.testing.assert_allclose(ex.run(x, overrides={"w2": w2})["y"],
+                                   ref.run(x, overrides={"w2": w2})["y"], rtol=1e-4, atol=1e-4)
+    assert len(built) == 1
+    ex.run(x, overrides={"fw": np.zeros((10, 12), np.float32)})   # not declared: added once
+    ex.run(x, overrides={"fw": np.ones((10, 12), np.float32)})
+    assert len(built) == 2
+    with pytest.raises(ConfigError, match="not an initializer"):
+        ex.run(x, overrides={"c1": np.zeros(1, np.float32)})

@@ -65,12 +65,13 @@ def load_config(path: str | os.PathLike) -> tuple[dict, "Settings"]:
     def resolve(p):
         return None if p is None else str((base / p).resolve()) if not os.path.isabs(p) else p
 
-    kw = {"model": resolve(raw["model"]), "out": resolve(raw.get("out", "ohq-run")),
+    d = Settings()                 # defaults: the pipeline's, except the backend (on a board: pynq)
+    kw = {"model": resolve(raw["model"]), "out": resolve(raw.get("out", d.out)),
           "calib": resolve(raw.get("calib")), "eval_data": resolve(raw.get("eval_data")),
           "backend": raw.get("backend", "pynq"), "board": raw.get("board"),
-          "input_shape": raw.get("input_shape"), "executor": raw.get("executor", "auto"),
+          "input_shape": raw.get("input_shape"), "executor": raw.get("executor", d.executor),
           "overlay": resolve(raw.get("bitstream"))}
-    budgets = raw.get("budgets", {"latency": "0.75"})
+    budgets = raw.get("budgets", {"latency": d.latency_budget})
     for k, attr in BUDGET_KEYS.items():
         kw[attr] = None if budgets.get(k) is None else str(budgets[k])
     kw.update(raw.get("search", {}))

@@ -41,6 +41,10 @@ from .profile import Profile, load_profile
 from .sensitivity import REFERENCE_BITS, load_sensitivity
 
 DEFAULT_BITS = (4, 8)
+DEFAULT_BETA = 0.5              # weight of normalised sensitivity (the paper's value)
+DEFAULT_GAMMA = 0.5             # weight of normalised hardware cost
+DEFAULT_HW_METRIC = "latency"   # hardware cost in the objective
+DEFAULT_LATENCY_ESTIMATE = "median"
 REL_TOL = 1e-9              # a total meets budget B when total <= B * (1 + REL_TOL)
 
 def _ceil_sig(x: float, digits: int = 4) -> float:
@@ -130,7 +134,8 @@ class Problem:
 
 
 def make_problem(sensitivity, profile: Profile | str | os.PathLike,
-                 bits: Iterable[int] = DEFAULT_BITS, latency: str | float = "median") -> Problem:
+                 bits: Iterable[int] = DEFAULT_BITS,
+                 latency: str | float = DEFAULT_LATENCY_ESTIMATE) -> Problem:
     """Join a sensitivity file/mapping with a profile for the candidate ``bits``.
 
     ``latency`` picks the per-layer seconds the ILP uses: ``"median"`` (default), ``"p90"``
@@ -356,8 +361,8 @@ def _energy_share(hw_metric: str | float) -> float:
     return share
 
 
-def cost_table(problem: Problem, beta: float = 0.5, gamma: float = 0.5,
-               hw_metric: str | float = "latency") -> np.ndarray:
+def cost_table(problem: Problem, beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA,
+               hw_metric: str | float = DEFAULT_HW_METRIC) -> np.ndarray:
     """cost[i,b] = β·Ŝ[i,b] + γ·Ĥ[i,b] (see the module docstring)."""
     for name, v in (("beta", beta), ("gamma", gamma)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -403,9 +408,10 @@ def budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None]) 
     return limits, described
 
 
-def solve(problem: Problem, *, beta: float = 0.5, gamma: float = 0.5, size: Budget | str | None = None,
-          latency: Budget | str | None = None, energy: Budget | str | None = None,
-          ties: Iterable[Iterable[str]] = (), hw_metric: str | float = "latency") -> Allocation:
+def solve(problem: Problem, *, beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA,
+          size: Budget | str | None = None, latency: Budget | str | None = None,
+          energy: Budget | str | None = None, ties: Iterable[Iterable[str]] = (),
+          hw_metric: str | float = DEFAULT_HW_METRIC) -> Allocation:
     """Choose bits per layer minimising β·Ŝ + γ·Ĥ under the given budgets (any combination).
 
     ``ties``: groups of layer names that must share a width. ``hw_metric``: "latency" (default),

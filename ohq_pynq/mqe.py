@@ -26,6 +26,8 @@ from .runtime import make_executor
 from .sensitivity import SCHEMA
 
 ESTIMATORS = ("mqe", "exact")
+DEFAULT_ESTIMATOR = "mqe"
+DEFAULT_ALPHA = 0.5          # fraction of a layer's int8 weights masked (the paper's value)
 
 
 def mask_weights(w_q: np.ndarray, alpha: float, rng: np.random.Generator,
@@ -56,7 +58,8 @@ def _logits(executor, x: np.ndarray, overrides: dict | None = None, batch_size: 
 
 
 def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
-                estimator: str = "mqe", alpha: float = 0.5, structured: bool = False, seed: int = 0,
+                estimator: str = DEFAULT_ESTIMATOR, alpha: float = DEFAULT_ALPHA,
+                structured: bool = False, seed: int = 0,
                 executor: str = "auto", progress: bool = False, layers: list[str] | None = None,
                 activations: bool = True, low_bits: int = 4) -> dict:
     """Sensitivity of every layer (or of ``layers``) of a BN-folded ``network`` on images ``x``.

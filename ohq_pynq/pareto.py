@@ -22,6 +22,7 @@ from .budgets import METRICS, Budget, format_quantity
 from .ilp import Allocation, IlpSolver, Problem, budget_limits, minimum_total, normalise
 
 EPSILON = 1e-3
+DEFAULT_POINTS = 20           # budgets swept
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Frontier:
                             "sensitivity": p.sensitivity, "bits": p.bits} for p in self.points]}
 
 
-def pareto_frontier(problem: Problem, metric: str = "latency", points: int = 20, *,
+def pareto_frontier(problem: Problem, metric: str = "latency", points: int = DEFAULT_POINTS, *,
                     size: Budget | str | None = None, latency: Budget | str | None = None,
                     energy: Budget | str | None = None, ties: Iterable[Iterable[str]] = ()) -> Frontier:
     """Sweep ``metric``'s budget over ``points`` values and return the non-dominated assignments.

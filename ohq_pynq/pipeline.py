@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import distill, ilp, mqe, oqa, pareto
 from .errors import ConfigError, DataError
 from .fileio import atomic_write, file_sha256, json_sha256, read_json, write_json
 from .runtime import release_memory
@@ -29,7 +30,9 @@ SUMMARY_SCHEMA = 1
 
 @dataclass
 class Settings:
-    """Everything a run depends on (units: budgets as ``Budget.parse`` strings)."""
+    """Everything a run depends on (units: budgets as ``Budget.parse`` strings). Defaults are the
+    stage modules' own (``distill.DEFAULT_NUM``, ``ilp.DEFAULT_BETA``, ...); the ``run`` command
+    prints them from here."""
 
     model: str | None = None            # ONNX path; None = the bundled reference model
     out: str = "ohq-run"                # artefact folder
@@ -39,19 +42,19 @@ class Settings:
     calib: str | None = None            # calibration images instead of distilled data
     eval_data: str | None = None        # images (+labels) for the final fidelity check
     input_shape: str | None = None
-    num_images: int = 32                # distilled images
+    num_images: int = distill.DEFAULT_NUM   # distilled images
     distill_iters: int | None = None    # None: ohq_pynq.distill default
     distill_resolution: int | None = -1  # -1: ohq_pynq.distill default; None: full resolution
     latency_budget: str | None = "0.75"
     size_budget: str | None = None
     energy_budget: str | None = None
-    beta: float = 0.5
-    gamma: float = 0.5
-    hw_metric: str = "latency"
-    estimator: str = "mqe"
-    alpha: float = 0.5
-    repeats: int = 5
-    pareto_points: int = 20
+    beta: float = ilp.DEFAULT_BETA
+    gamma: float = ilp.DEFAULT_GAMMA
+    hw_metric: str = ilp.DEFAULT_HW_METRIC
+    estimator: str = mqe.DEFAULT_ESTIMATOR
+    alpha: float = mqe.DEFAULT_ALPHA
+    repeats: int = oqa.DEFAULT_REPEATS
+    pareto_points: int = pareto.DEFAULT_POINTS
     eval_images: int = 500              # images run through the integer deployment
     seed: int = 0
     executor: str = "auto"              # float/QDQ executor: auto, numpy, onnxruntime
@@ -261,16 +264,14 @@ def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, origi
                    ["calibration.npz"], copy)
         return out / "calibration.npz"
 
-    from . import distill as D
-
-    iters = D.DEFAULT_ITERS if s.distill_iters is None else s.distill_iters
-    resolution = D.DEFAULT_RESOLUTION if s.distill_resolution == -1 else s.distill_resolution
+    iters = distill.DEFAULT_ITERS if s.distill_iters is None else s.distill_iters
+    resolution = distill.DEFAULT_RESOLUTION if s.distill_resolution == -1 else s.distill_resolution
 
     def distil():
         bar = None
         if s.progress:
             from tqdm import tqdm
-            steps = -(-s.num_images // D.DEFAULT_MICRO_BATCH) * (iters + D.DEFAULT_REFINE)
+            steps = -(-s.num_images // distill.DEFAULT_MICRO_BATCH) * (iters + distill.DEFAULT_REFINE)
             bar = tqdm(total=steps, desc="distill", unit="step", leave=False)
 
         def step(loss):
@@ -279,7 +280,7 @@ def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, origi
                 bar.set_postfix(loss=f"{loss:.3g}")
 
         try:
-            res = D.distill(original.model, num=s.num_images, iters=iters, resolution=resolution,
+            res = distill.distill(original.model, num=s.num_images, iters=iters, resolution=resolution,
                             seed=s.seed, on_step=step)
         finally:
             if bar is not None:

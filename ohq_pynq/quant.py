@@ -55,6 +55,11 @@ def quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Calibration
 # ----------------------------------------------------------------------------------------------
+CALIBRATION_METHODS = ("minmax", "percentile")
+DEFAULT_METHOD = "percentile"
+DEFAULT_PERCENTILE = 99.99     # percentile of |x| mapped to the largest code
+
+
 @dataclass
 class TensorRange:
     """Calibrated range of one activation tensor (float units of the model's activations)."""
@@ -69,8 +74,9 @@ def _batches(x: np.ndarray, batch_size: int):
         yield x[i:i + batch_size]
 
 
-def calibrate(network: Network, x: np.ndarray, method: str = "percentile", percentile: float = 99.99,
-              batch_size: int = 8, executor: str = "auto", progress: bool = False,
+def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
+              percentile: float = DEFAULT_PERCENTILE, batch_size: int = 8, executor: str = "auto",
+              progress: bool = False,
               tensors: list[str] | None = None) -> dict[str, TensorRange]:
     """Range of every quantizable layer's input tensor (or of ``tensors``) over images ``x``.
 
@@ -80,7 +86,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = "percentile", perce
     """
     from .runtime import make_executor
 
-    if method not in ("minmax", "percentile"):
+    if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration method {method!r} unknown; use minmax or percentile")
     if not (0 < percentile <= 100):
         raise ConfigError(f"percentile {percentile} must be in (0, 100]")

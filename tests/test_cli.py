@@ -34,6 +34,35 @@ def test_every_command_has_help(capsys):
         assert "usage:" in capsys.readouterr().out
 
 
+def test_defaults_come_from_settings_and_the_stage_modules(capsys):
+    """The run command's defaults are Settings' (so what --help prints is what a run uses), and
+    the stage commands' are their modules' constants."""
+    from dataclasses import asdict
+
+    from ohq_pynq import distill, ilp, mqe, oqa, pareto, quant
+    from ohq_pynq.cli.run_cmd import settings_from_args
+    from ohq_pynq.pipeline import Settings
+
+    parser = build_parser()
+    run_settings = asdict(settings_from_args(parser.parse_args(["run"])))
+    assert {k: v for k, v in run_settings.items() if k != "progress"} == \
+        {k: v for k, v in asdict(Settings()).items() if k != "progress"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"distillation iterations (default {distill.DEFAULT_ITERS})" in help_text
+    assert f"OQA repeats per layer x bits (default {oqa.DEFAULT_REPEATS})" in help_text
+    solve = parser.parse_args(["solve", "--sensitivity", "s", "--profile", "p", "--out", "o"])
+    assert (solve.beta, solve.gamma, solve.hw_metric, solve.pareto_points) == \
+        (ilp.DEFAULT_BETA, ilp.DEFAULT_GAMMA, ilp.DEFAULT_HW_METRIC, pareto.DEFAULT_POINTS)
+    sens = parser.parse_args(["sensitivity", "m", "--data", "d", "--out", "o"])
+    assert (sens.estimator, sens.alpha) == (mqe.DEFAULT_ESTIMATOR, mqe.DEFAULT_ALPHA)
+    q = parser.parse_args(["quantize", "m", "--bits", "8", "--calib", "d", "--out", "o"])
+    assert (q.method, q.percentile) == (quant.DEFAULT_METHOD, quant.DEFAULT_PERCENTILE)
+    prof = parser.parse_args(["profile", "m", "--out", "o"])
+    assert (prof.repeats, prof.max_spread) == (oqa.DEFAULT_REPEATS, oqa.DEFAULT_MAX_SPREAD)
+
+
 def test_inspect_table_and_json(files, capsys):
     _, model = files
     assert main(["inspect", str(model)]) == 0

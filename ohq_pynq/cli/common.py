@@ -14,9 +14,12 @@ def add_model_argument(p, optional: bool = False) -> None:
                    help="fix a dynamic input shape, e.g. 3,224,224")
 
 
-def add_executor_argument(p) -> None:
-    p.add_argument("--executor", choices=("auto", "numpy", "onnxruntime"), default="auto",
-                   help="float/QDQ model executor: onnxruntime where installed (auto), else numpy")
+def add_executor_argument(p, default: str = "auto") -> None:
+    from ..runtime import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default=default,
+                   help="float/QDQ model executor: onnxruntime where installed (auto), else numpy "
+                        "(default %(default)s)")
 
 
 def show_progress() -> bool:

@@ -7,28 +7,33 @@ HELP = "measure every quantizable layer at each bit-width on the accelerator (OQ
 
 
 def add_arguments(p) -> None:
+    from .. import oqa
+
     add_model_argument(p)
     p.add_argument("--backend", choices=("sim", "pynq"), default="sim",
-                   help="sim: numpy model of the cores (default); pynq: the overlay on this board")
+                   help="sim: numpy model of the cores (default %(default)s); pynq: the overlay on "
+                        "this board")
     p.add_argument("--board", default=None,
                    help="board profile (pynq-z2, ultra96v2, zcu104, kv260); pynq: detected from "
                         "$BOARD / the device tree when omitted; sim: pynq-z2")
     p.add_argument("--overlay", default=None, metavar="BIT",
                    help="pynq: bitstream to load (default overlays/<board>/ohq.bit)")
-    p.add_argument("--repeats", type=int, default=5, metavar="N",
-                   help="runs per layer and bit-width; median and spread are kept (default 5; "
-                        "the deterministic simulator runs once)")
-    p.add_argument("--bits", default="4,8", help="candidate bit-widths (default 4,8)")
+    p.add_argument("--repeats", type=int, default=oqa.DEFAULT_REPEATS, metavar="N",
+                   help="runs per layer and bit-width; median and spread are kept (default "
+                        "%(default)s; the deterministic simulator runs once)")
+    p.add_argument("--bits", default="4,8", help="candidate bit-widths (default %(default)s)")
     p.add_argument("--estimate-energy", action="store_true",
                    help="sim: report modelled joules even for a board without power rails")
     p.add_argument("--cache", default=None, metavar="PATH",
                    help="measurement cache (default: <out stem>.oqa-cache.json beside --out)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again, keep no cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the random activations")
-    p.add_argument("--max-spread", type=float, default=0.05, metavar="F",
-                   help="unstable when (max - min) cycles exceed F x median (default 0.05): repeat more")
+    p.add_argument("--max-spread", type=float, default=oqa.DEFAULT_MAX_SPREAD, metavar="F",
+                   help="unstable when (max - min) cycles exceed F x median (default %(default)s): "
+                        "repeat more")
     p.add_argument("--max-repeats", type=int, default=None, metavar="N",
-                   help="repeats allowed for an unstable layer (default 4 x --repeats)")
+                   help=f"repeats allowed for an unstable layer (default {oqa.MAX_REPEATS_FACTOR} "
+                        f"x --repeats)")
     p.add_argument("--out", required=True, help="profile.json to write")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 

@@ -7,6 +7,8 @@ HELP = "quantize a model (uniform or per-layer bits) and export a QDQ ONNX model
 
 
 def add_arguments(p) -> None:
+    from .. import quant
+
     add_model_argument(p)
     p.add_argument("--bits", required=True, metavar="8|4|CONFIG.json",
                    help="weight bits for every layer, or a config.json mapping layer -> bits")
@@ -15,11 +17,11 @@ def add_arguments(p) -> None:
     p.add_argument("--calib", required=True, metavar="DATA",
                    help="calibration images: .npz with x (N,C,H,W) or a folder of images")
     p.add_argument("--num-calib", type=int, default=256, metavar="N",
-                   help="use at most N calibration images (default 256)")
-    p.add_argument("--method", choices=("minmax", "percentile"), default="percentile",
-                   help="activation range: a percentile of |x| (default) or max |x|")
-    p.add_argument("--percentile", type=float, default=99.99,
-                   help="percentile of |x| mapped to the largest code (default 99.99)")
+                   help="use at most N calibration images (default %(default)s)")
+    p.add_argument("--method", choices=quant.CALIBRATION_METHODS, default=quant.DEFAULT_METHOD,
+                   help="activation range: a percentile of |x| or max |x| (default %(default)s)")
+    p.add_argument("--percentile", type=float, default=quant.DEFAULT_PERCENTILE,
+                   help="percentile of |x| mapped to the largest code (default %(default)s)")
     p.add_argument("--out", required=True, help="output QDQ .onnx path")
     add_executor_argument(p)
 

@@ -7,11 +7,16 @@ HELP = "the main job: distil -> profile -> sensitivity -> solve -> deploy -> ver
 
 
 def add_arguments(p) -> None:
+    from .. import distill, mqe
+    from ..pipeline import Settings
+
+    d = Settings()                # every default below is the pipeline's (and its stages')
     p.add_argument("model", nargs="?",
                    help="ONNX model (default: the bundled digits ResNet on the simulator)")
     p.add_argument("--input-shape", metavar="C,H,W", help="fix a dynamic input shape, e.g. 3,224,224")
-    p.add_argument("--backend", choices=("sim", "pynq"), default="sim",
-                   help="sim: cycle-true simulator of the cores (default); pynq: the overlay on this board")
+    p.add_argument("--backend", choices=("sim", "pynq"), default=d.backend,
+                   help="sim: cycle-true simulator of the cores (default %(default)s); pynq: the "
+                        "overlay on this board")
     p.add_argument("--board", help="board profile: pynq-z2, ultra96v2, zcu104, kv260 "
                                    "(default: simulator pynq-z2 / detected on a board)")
     p.add_argument("--overlay", metavar="BIT", help="pynq: the bitstream (default overlays/<board>/ohq.bit)")
@@ -19,26 +24,32 @@ def add_arguments(p) -> None:
                                                    "(required for BN-folded models)")
     p.add_argument("--eval-data", metavar="DATA", help="images (+labels) for the final check "
                                                        "(default: bundled test set / the calibration data)")
-    p.add_argument("--eval-images", type=int, default=500, metavar="N",
-                   help="images run through the integer deployment (default 500)")
-    p.add_argument("--num", type=int, default=32, metavar="N", help="distilled images (default 32)")
-    p.add_argument("--iters", type=int, metavar="N", help="distillation iterations (default 100)")
-    for metric, default, example in (("latency", "0.75", "2.5ms"), ("size", None, "1.2MB"),
-                                      ("energy", None, "30mJ")):
+    p.add_argument("--eval-images", type=int, default=d.eval_images, metavar="N",
+                   help="images run through the integer deployment (default %(default)s)")
+    p.add_argument("--num", type=int, default=d.num_images, metavar="N",
+                   help="distilled images (default %(default)s)")
+    p.add_argument("--iters", type=int, default=d.distill_iters, metavar="N",
+                   help=f"distillation iterations (default {distill.DEFAULT_ITERS})")
+    for metric, example in (("latency", "2.5ms"), ("size", "1.2MB"), ("energy", "30mJ")):
+        default = getattr(d, f"{metric}_budget")
         p.add_argument(f"--{metric}-budget", default=default, metavar="B",
                        help=f"{metric} budget: fraction of all-int8 (0.75, 75%%) or absolute ({example})"
                             + (f"; default {default}" if default else ""))
     p.add_argument("--no-latency-budget", action="store_true", help="drop the default latency budget")
-    p.add_argument("--beta", type=float, default=0.5, help="weight of sensitivity (default 0.5)")
-    p.add_argument("--gamma", type=float, default=0.5, help="weight of hardware cost (default 0.5)")
-    p.add_argument("--hw-metric", default="latency", help="hardware cost: latency, energy or a share 0..1")
-    p.add_argument("--estimator", choices=("mqe", "exact"), default="mqe")
-    p.add_argument("--repeats", type=int, default=5, help="OQA repeats per layer x bits (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="ohq-run", metavar="DIR", help="artefact folder (default ohq-run)")
+    p.add_argument("--beta", type=float, default=d.beta, help="weight of sensitivity (default %(default)s)")
+    p.add_argument("--gamma", type=float, default=d.gamma,
+                   help="weight of hardware cost (default %(default)s)")
+    p.add_argument("--hw-metric", default=d.hw_metric,
+                   help="hardware cost: latency, energy or a share 0..1 (default %(default)s)")
+    p.add_argument("--estimator", choices=mqe.ESTIMATORS, default=d.estimator,
+                   help="sensitivity estimator (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=d.repeats,
+                   help="OQA repeats per layer x bits (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+    p.add_argument("--out", default=d.out, metavar="DIR", help="artefact folder (default %(default)s)")
     p.add_argument("--force", action="store_true", help="recompute every stage")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    add_executor_argument(p)
+    add_executor_argument(p, d.executor)
 
 
 def settings_from_args(args):

@@ -7,16 +7,21 @@ HELP = "per-layer accuracy sensitivity by mask-guided estimation (MQE) or the ex
 
 
 def add_arguments(p) -> None:
+    from .. import mqe
+
     add_model_argument(p)
     p.add_argument("--data", required=True, metavar="DATA",
                    help="images to measure on (distilled .npz or calibration images)")
-    p.add_argument("--estimator", choices=("mqe", "exact"), default="mqe",
-                   help="mqe: mask alpha of a layer's int8 weights; exact: the layer alone at int4")
-    p.add_argument("--alpha", type=float, default=0.5, help="MQE masking ratio (default 0.5)")
+    p.add_argument("--estimator", choices=mqe.ESTIMATORS, default=mqe.DEFAULT_ESTIMATOR,
+                   help="mqe: mask alpha of a layer's int8 weights; exact: the layer alone at int4 "
+                        "(default %(default)s)")
+    p.add_argument("--alpha", type=float, default=mqe.DEFAULT_ALPHA,
+                   help="MQE masking ratio (default %(default)s)")
     p.add_argument("--structured", action="store_true",
                    help="MQE: mask whole input channels instead of individual weights")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=64, metavar="N", help="use at most N images (default 64)")
+    p.add_argument("--limit", type=int, default=64, metavar="N",
+                   help="use at most N images (default %(default)s)")
     p.add_argument("--out", required=True, help="output sensitivity.json")
     add_executor_argument(p)
 

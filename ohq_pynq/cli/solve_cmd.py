@@ -15,6 +15,8 @@ HELP = "choose bits per layer by ILP under size/latency/energy budgets (writes c
 
 
 def add_arguments(p) -> None:
+    from .. import ilp, pareto
+
     p.add_argument("--sensitivity", required=True, metavar="S.json", help="sensitivity.json from `sensitivity`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--profile", metavar="P.json", help="profile.json from `profile` (measured costs)")
@@ -24,20 +26,25 @@ def add_arguments(p) -> None:
     for metric, example in (("size", "1.2MB"), ("latency", "2.5ms"), ("energy", "30mJ")):
         p.add_argument(f"--{metric}-budget", metavar="B",
                        help=f"{metric} budget: fraction of all-int8 (0.75, 0.75x, 75%%) or absolute ({example})")
-    p.add_argument("--beta", type=float, default=0.5, help="weight of normalised sensitivity (default 0.5)")
-    p.add_argument("--gamma", type=float, default=0.5, help="weight of normalised hardware cost (default 0.5)")
-    p.add_argument("--hw-metric", default="latency", metavar="M",
-                   help="hardware cost in the objective: latency (default), energy, or an energy share 0..1")
-    p.add_argument("--bits", default="4,8", metavar="B1,B2", help="candidate bit-widths (default 4,8)")
-    p.add_argument("--latency-estimate", default="median", metavar="E",
-                   help="per-layer latency from the profile: median (default), p90, or spread:K "
-                        "(median + K x spread) for a conservative plan on noisy hardware")
+    p.add_argument("--beta", type=float, default=ilp.DEFAULT_BETA,
+                   help="weight of normalised sensitivity (default %(default)s)")
+    p.add_argument("--gamma", type=float, default=ilp.DEFAULT_GAMMA,
+                   help="weight of normalised hardware cost (default %(default)s)")
+    p.add_argument("--hw-metric", default=ilp.DEFAULT_HW_METRIC, metavar="M",
+                   help="hardware cost in the objective: latency, energy, or an energy share 0..1 "
+                        "(default %(default)s)")
+    p.add_argument("--bits", default=",".join(map(str, ilp.DEFAULT_BITS)), metavar="B1,B2",
+                   help="candidate bit-widths (default %(default)s)")
+    p.add_argument("--latency-estimate", default=ilp.DEFAULT_LATENCY_ESTIMATE, metavar="E",
+                   help="per-layer latency from the profile: median, p90, or spread:K (median + K x "
+                        "spread) for a conservative plan on noisy hardware (default %(default)s)")
     p.add_argument("--tie", action="append", default=[], metavar="L1,L2,...",
                    help="layers that must share a bit-width (repeatable)")
     p.add_argument("--pareto", metavar="PNG", help="also sweep a budget and plot the Pareto frontier here")
     p.add_argument("--pareto-metric", choices=("latency", "size", "energy"), default="latency",
                    help="budget swept for --pareto (default latency)")
-    p.add_argument("--pareto-points", type=int, default=20, metavar="N", help="sweep points (default 20)")
+    p.add_argument("--pareto-points", type=int, default=pareto.DEFAULT_POINTS, metavar="N",
+                   help="sweep points (default %(default)s)")
     p.add_argument("--out", required=True, metavar="config.json", help="output bit-width config")
 
 

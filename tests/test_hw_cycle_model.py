@@ -1,11 +1,14 @@
 """Cycle model of the conv core: structure, utilisation, and agreement with the RTL table."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ohq_pynq.hw import core_model as cm
 from ohq_pynq.hw import cycle_model
 
+REFERENCE = Path(__file__).resolve().parents[1] / "vivado" / "cycles_reference.json"
 CORE8 = cm.CoreConfig(bits=8, pe=8, simd=8, bus_bytes=8)
 CORE4 = cm.CoreConfig(bits=4, pe=8, simd=8, bus_bytes=8)
 
@@ -49,9 +52,10 @@ def test_int4_halves_compute_and_stride_two_quarters_it():
 def test_model_within_3_percent_of_rtl_cycle_table():
     """A few rows of the RTL cycle table (vivado/cycles_reference.json); the benchmark
     bench/cycle_model.py checks every row."""
-    rows = cycle_model.load_reference_rows()
-    if not rows:
-        pytest.skip("RTL cycle table not present yet (vivado/cycles_reference.json): check pending")
+    assert REFERENCE.is_file(), (f"the committed RTL cycle table {REFERENCE} is missing: "
+                                 f"regenerate it with `make -C vivado cycles-reference`")
+    rows = cycle_model.load_reference_rows(REFERENCE)
+    assert rows, f"{REFERENCE} has no rows with rtl_cycles"
     step = max(1, len(rows) // 6)
     for row in rows[::step]:
         layer, core = cycle_model.row_layer_core(row)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import random
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from ohq_pynq.errors import ConfigError, DataError
 from ohq_pynq.hw import core_model as cm
 from ohq_pynq.hw.accelerator import Requant
-from ohq_pynq.hw.boards import Board, get_board
+from ohq_pynq.hw.boards import BOARDS_JSON, Board, get_board
 from ohq_pynq.hw.sim import SimAccelerator, accumulate
 from ohq_pynq.hw.tiling import plan_layer, run_plan
 
@@ -178,10 +177,12 @@ def test_board_override_from_boards_json(tmp_path):
     b = get_board("zcu104", path=table)
     assert b.fclk_hz == 250e6 and b.core(8).simd == 32 and b.core(4).pe == 8
     assert b.source == str(table)
-    assert get_board("ZCU104").source in ("builtin", str(Path(get_board("zcu104").source)))
+    # Without a path: the boards.json the package ships, whatever the case of the name; the
+    # table given above does not leak into it.
+    default = get_board("ZCU104")
+    assert default == get_board("zcu104") and default.source == str(BOARDS_JSON) != str(table)
     with pytest.raises(ConfigError, match="unknown board"):
         get_board("de10-nano")
-    assert replace(b.core(8), pe=4).pe == 4
     # The layout vivado/tools/board_tcl.py reads.
     table.write_text('{"boards": {"pynq-z2": {"part": "xc7z020clg400-1", "board_part": "", "ps": "ps7",'
                      ' "fclk_hz": 100000000, "bus_bytes": 8, "cores": {'

@@ -13,7 +13,7 @@ from ohq_pynq import runtime
 from ohq_pynq.errors import ConfigError
 from ohq_pynq.runtime import make_executor, resolve_executor
 
-from test_engine import small_cnn  # noqa: E402  (tests/ is on sys.path under pytest)
+from engine_cases import small_cnn  # tests/ is on sys.path under pytest
 
 ort = pytest.importorskip("onnxruntime")
 

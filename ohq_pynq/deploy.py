@@ -13,9 +13,12 @@ Requantization in the core (:class:`~ohq_pynq.hw.accelerator.Requant`):
 * *float out*: otherwise the core writes int8 (uint8 after a fused ReLU) at the scale of the
   output tensor's calibrated range, and the ARM dequantizes it for the float ops that follow.
 
-The result equals the QDQ model (:meth:`~ohq_pynq.quant.QuantizedNetwork.to_onnx`) up to the
-core's fixed-point rounding and the int8 output rounding on float-out edges; :func:`verify`
-measures the agreement.
+The result equals the QDQ model (:meth:`~ohq_pynq.quant.QuantizedNetwork.to_onnx`) run by the
+numpy engine bit for bit, except where one value rounds differently: the core requantizes the
+exact integer ``(acc + bias) * mult / 2^shift`` and rounds half up, the QDQ model computes the
+same value in float32 from float32 scales and rounds half to even, so an exact value within
+~1e-7 (relative) of a ``k + 0.5`` boundary can come out one code apart (tests/test_deploy.py
+checks that this is the only difference). :func:`verify` measures the agreement.
 """
 from __future__ import annotations
 
@@ -170,7 +173,7 @@ class Deployment:
         if p.direct_to is not None:
             ints[p.output] = y
             return
-        y = (y.astype(np.float32) * np.float32(lq.out_scale)).transpose(2, 0, 1)[None]
+        y = np.ascontiguousarray((y.astype(np.float32) * np.float32(lq.out_scale)).transpose(2, 0, 1)[None])
         live[p.output] = y if layer.op == "Conv" else y.reshape(1, layer.cout)
 
 

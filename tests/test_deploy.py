@@ -6,7 +6,8 @@ import pytest
 
 from conftest import build_small_cnn
 from ohq_pynq.deploy import Deployment, verify
-from ohq_pynq.hw.accelerator import make_accelerator
+from ohq_pynq.hw.accelerator import conv_layer, make_accelerator
+from ohq_pynq.hw.sim import accumulate
 from ohq_pynq.models import model_path, split_path
 from ohq_pynq.data import load_data
 from ohq_pynq.quant import calibrate, predict, prepare, quantize
@@ -20,21 +21,71 @@ def digits():
     return xc, xt, yt
 
 
+NEAR_TIE = 1e-6     # relative distance of an exact requantized value to a k + 0.5 boundary
+
+
+def record_layers(accelerator, records: list):
+    """Wrap ``accelerator.run_layer`` to record, per call, the layer name, the core's integer
+    output and the exact requantized value (acc + bias) * mult / 2^shift of every output."""
+    run_layer = accelerator.run_layer
+
+    def spy(layer, bits, x_q, w_q, requant):
+        y, m = run_layer(layer, bits, x_q, w_q, requant)
+        acc = accumulate(np.asarray(x_q, np.int64), np.asarray(w_q, np.int64),
+                         conv_layer(layer, requant)) + requant.bias
+        records.append((layer.name, y, acc * requant.mult / np.exp2(requant.shift.astype(np.float64))))
+        return y, m
+
+    accelerator.run_layer = spy
+
+
 @pytest.mark.parametrize("model", ["digits_resnet_bn", "digits_mbv3_bn"])
 def test_mixed_deployment_matches_qdq(model, digits):
+    """The integer pipeline on the cores equals the QDQ model as the numpy engine runs it, bit for
+    bit, except where the two round one value differently. The core requantizes the exact integer
+    product (acc + bias) * mult / 2^shift and rounds half up; the QDQ model computes that value in
+    float32, from scales stored in float32 (s_x * s_w / s_out equals mult / 2^shift only to float32
+    precision), and rounds half to even. So an exact value within ~1e-7 (relative) of a k + 0.5
+    boundary may come out one code apart, and that code travels on to the logits.
+
+    Checked per image: the first layer whose integer output differs from the QDQ model's
+    quantized tensor differs by one code, only at such near ties; an image with no such layer
+    has exactly the QDQ model's logits."""
     xc, xt, yt = digits
     net = prepare(model_path(model))
     ranges = calibrate(net, xc)
     rng = np.random.default_rng(0)
     bits = {n: int(rng.choice([4, 8])) for n in net.layer_names}
     q = quantize(net, bits, ranges)
-    dep = Deployment(q, make_accelerator("sim", board="zcu104"))
+    acc = make_accelerator("sim", board="zcu104")
+    dep = Deployment(q, acc)
+    records: list = []
+    record_layers(acc, records)
     logits, stats = dep.run(xt)
-    qdq = predict(q.to_onnx(), xt, executor="onnxruntime")
-    v = verify(logits, qdq, yt)
+    qdq_model = q.to_onnx()
+    qdq = make_executor(qdq_model, executor="numpy")
+    # where the QDQ model holds each core output: the next layer's input codes (direct edges) or
+    # the layer's int8 output codes (float-out edges)
+    codes = {n: (f"{lq.edge.direct_to}.input_q" if lq.edge.direct_to else f"{n}.output_q")
+             for n, lq in q.layers.items()}
+    flipped = 0
+    for i in range(len(xt)):
+        ref = qdq.run(xt[i:i + 1], outputs=[qdq.output_names[0]] + list(codes.values()))
+        for name, y, exact in records[i * len(net.layers):(i + 1) * len(net.layers)]:
+            r = ref[codes[name]][0]
+            r = r.transpose(1, 2, 0) if r.ndim == 3 else r.reshape(y.shape)
+            diff = y - r.astype(np.int64)
+            if diff.any():
+                gap = np.abs(exact - np.floor(exact) - 0.5) / np.maximum(1.0, np.abs(exact))
+                assert np.abs(diff).max() == 1 and np.all(gap[diff != 0] <= NEAR_TIE), (i, name)
+                flipped += 1
+                break
+        else:
+            np.testing.assert_array_equal(logits[i], ref[qdq.output_names[0]][0], err_msg=f"image {i}")
+    assert flipped <= 0.1 * len(xt)
+    # onnxruntime's float kernels sum in another order (more values flip); top-1 still agrees
+    v = verify(logits, predict(qdq_model, xt, executor="onnxruntime"), yt)
     assert v["top1_agreement_vs_qdq"] >= 0.99
-    # the integer pipeline equals the QDQ simulation but for rare fixed-point rounding ties
-    assert np.mean(np.abs(logits - qdq) > 1e-5) < 0.005
     per = stats.per_image()
     assert per["images"] == len(xt) and per["accelerator_seconds"] > 0 and per["joules"] > 0
     assert set(per["layers"]) == set(net.layer_names)

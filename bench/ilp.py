@@ -2,7 +2,8 @@
 Pareto sweep. Targets (issue 5): solve ≤ 0.5 s, sweep ≤ 5 s.
 
 Layer shapes are ResNet-50 v1.5 at 224×224 (conv1, 16 bottlenecks, 4 downsamples, fc = 54 layers),
-costs from the MAC/bytes placeholder profile, sensitivities seeded random (exponential). Prints a
+costs from the simulator's profile of those shapes on PYNQ-Z2 (``oqa.simulated_profile``, energy from
+its model), sensitivities seeded random (exponential). Prints a
 table and writes ``bench/results/ilp.json``.
 
     /work/venv/bin/python bench/ilp.py [--repeats 20] [--points 20]
@@ -27,7 +28,7 @@ from ohq_pynq.fileio import write_json  # noqa: E402
 from ohq_pynq.graph import Layer  # noqa: E402
 from ohq_pynq.ilp import make_problem, solve  # noqa: E402
 from ohq_pynq.pareto import pareto_frontier  # noqa: E402
-from ohq_pynq.profile import placeholder_profile  # noqa: E402
+from ohq_pynq.oqa import simulated_profile  # noqa: E402
 
 TARGET_SOLVE_S = 0.5
 TARGET_SWEEP_S = 5.0
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
             "layers": {l.name: float(rng.exponential(0.05)) for l in layers}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # the placeholder-profile warning
-        profile = placeholder_profile(layers)
+        profile = simulated_profile(layers)
         problem = make_problem(sens, profile)
     budgets = {"latency": "0.75", "size": "0.7", "energy": "0.8"}
 
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
     med_solve, med_sweep = statistics.median(t_solve), statistics.median(t_sweep)
     results = {
         "problem": {"layers": len(layers), "bits": list(problem.bits), "budgets": budgets,
-                    "profile": "placeholder (MAC/bytes)", "sensitivity": "seeded exponential"},
+                    "profile": "simulated (pynq-z2, shapes only)", "sensitivity": "seeded exponential"},
         "solve_seconds": {"median": med_solve, "max": max(t_solve), "repeats": len(t_solve),
                           "target": TARGET_SOLVE_S, "meets_target": med_solve <= TARGET_SOLVE_S},
         "pareto_seconds": {"median": med_sweep, "max": max(t_sweep), "points": args.points,

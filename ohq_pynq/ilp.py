@@ -178,8 +178,9 @@ def make_problem(sensitivity, profile: Profile | str | os.PathLike,
             if all(c.weight_bytes is not None for row in cost for c in row) else None)
     S = np.array([[sens[n][b] for b in bits] for n in names], dtype=np.float64)
     if profile.placeholder:
-        warnings.warn("the profile is a MAC/bytes placeholder estimate, not a measurement on the board; "
-                      "run `python -m ohq_pynq profile` for real costs", UserWarning, stacklevel=2)
+        warnings.warn("the profile is a placeholder: the simulator's estimate from layer shapes, not a "
+                      "measurement on the board; run `python -m ohq_pynq profile` for measured costs",
+                      UserWarning, stacklevel=2)
     hardware = dict(profile.hardware)
     if latency != "median":
         hardware["latency_estimate"] = str(latency)

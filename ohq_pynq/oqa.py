@@ -307,6 +307,33 @@ def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_R
     return prof
 
 
+def simulated_profile(layers, bits=(4, 8), board=None, with_energy: bool = True) -> Profile:
+    """The profile the simulator gives ``layers`` (a Network or a list of graph Layers) from their
+    shapes alone: cycles, bytes and energy of each run on ``board``'s cores (default: the
+    simulator's board) as :func:`profile_network` would measure them on the sim backend, without
+    running any data. For ``solve --model`` before a board has profiled the model, so it is
+    labelled ``placeholder`` (an estimate, not a measurement on the board). ``with_energy=False``
+    leaves joules null, as on a board without power rails."""
+    from .hw.accelerator import Requant
+    from .hw.sim import SimAccelerator
+
+    layers = list(getattr(layers, "layers", layers))
+    if not layers:
+        raise ConfigError("cannot estimate a profile: the network has no quantizable layers")
+    sim = SimAccelerator(board, estimate_energy=with_energy)
+    result: dict[str, dict[int, BitCost]] = {}
+    for layer in layers:
+        for b in sorted({int(b) for b in bits}):
+            m = sim.measure(layer, b, Requant.identity(layer.cout, out_bits=b))   # OQA: out_bits = bits
+            sample = {"cycles": m.cycles, "seconds": m.seconds, "runs": m.runs,
+                      "joules": m.joules if with_energy else None,
+                      "bytes_in": m.bytes_in, "bytes_out": m.bytes_out}
+            result.setdefault(layer.name, {})[b] = summarize([sample], layer.weight_bytes(b))
+    hardware = {**sim.describe().to_json(),
+                "note": "simulator estimate from layer shapes, not a measurement on the board"}
+    return Profile(hardware=hardware, layers=result, placeholder=True)
+
+
 def default_cache_path(out: str | os.PathLike) -> Path:
     """``profile.json`` -> ``profile.oqa-cache.json`` beside it."""
     out = Path(out)

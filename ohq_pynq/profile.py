@@ -4,7 +4,7 @@ Schema (version 1), written by OQA (:mod:`ohq_pynq.oqa`) and read by the ILP::
 
     {"schema": 1,
      "hardware": {...board, clock, cores...},
-     "placeholder": false,                 # true for the MAC/bytes estimate below
+     "placeholder": false,                 # true for an estimate (oqa.simulated_profile)
      "layers": {name: {"4": {"cycles": median cycles, "cycles_spread": cycles or null,
                              "seconds": s, "joules": J or null, "bytes": bytes moved,
                              "weight_bytes": bytes of packed weights + bias}, "8": {...}}}}
@@ -13,16 +13,16 @@ Schema (version 1), written by OQA (:mod:`ohq_pynq.oqa`) and read by the ILP::
 False and an energy budget is a :class:`~ohq_pynq.errors.ConfigError` in the ILP. Unknown extra
 keys are kept on load and written back on save.
 
-:func:`placeholder_profile` is a FINN-style cycle estimate from MACs and bytes, for use until a
-board (or the simulator backend) has profiled the model; it is labelled ``"placeholder": true``
-and the ILP warns when it solves with it.
+:func:`ohq_pynq.oqa.simulated_profile` estimates a profile from layer shapes with the simulator,
+for use until a board has profiled the model; it is labelled ``"placeholder": true`` and the ILP
+warns when it solves with it.
 """
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .errors import ConfigError
 from .fileio import read_json, write_json
@@ -172,72 +172,6 @@ def load_profile(path: str | os.PathLike) -> Profile:
 def save_profile(path: str | os.PathLike, profile: Profile) -> None:
     """Atomically write ``profile`` as ``profile.json``."""
     write_json(path, profile.to_json())
-
-
-# Placeholder constants. They only set the *shape* of the cost (MAC- and byte-proportional, int4
-# doing two MACs per lane and moving half the bytes); measured profiles replace them.
-PLACEHOLDER_FCLK_HZ = 100e6          # Z-7020 PL clock (Hz)
-PLACEHOLDER_PE = 16                  # output-channel lanes
-PLACEHOLDER_SIMD = 16                # input-channel lanes at 8 bits
-PLACEHOLDER_BUS_BYTES = 8            # bytes per cycle on a 64-bit HP port
-PLACEHOLDER_STATIC_WATTS = 0.5       # PL static + clocking (W), rough
-PLACEHOLDER_JOULES_PER_MAC8 = 1e-12  # 8x8-bit MAC on DSP/LUT fabric (J), rough; scales with bits^2
-PLACEHOLDER_JOULES_PER_BYTE = 1e-10  # DDR access (J/byte), rough
-
-
-def _layers_of(network) -> list:
-    layers = getattr(network, "layers", network)
-    return list(layers)
-
-
-def placeholder_cost(layer, bits: int, *, fclk_hz: float = PLACEHOLDER_FCLK_HZ, pe: int = PLACEHOLDER_PE,
-                     simd: int = PLACEHOLDER_SIMD, bus_bytes_per_cycle: int = PLACEHOLDER_BUS_BYTES,
-                     with_energy: bool = True) -> BitCost:
-    """Estimated cost of ``layer`` (an :class:`ohq_pynq.graph.Layer`) at ``bits``.
-
-    cycles = max(compute, memory): compute = groups·OH·OW·⌈K²·(Cin/g)/(SIMD·p)⌉·⌈(Cout/g)/PE⌉ with
-    p = max(1, 8 // bits) MACs packed per lane; memory = bytes / bus bytes-per-cycle, where bytes =
-    packed weights + bias + input and output activations at ``bits``.
-    """
-    g = max(1, int(layer.groups))
-    kh, kw = layer.kernel
-    oh, ow = layer.out_hw
-    ih, iw = layer.in_hw
-    packing = max(1, 8 // int(bits))
-    per_group = math.ceil(kh * kw * (layer.cin // g) / (simd * packing)) * math.ceil((layer.cout // g) / pe)
-    compute = g * oh * ow * per_group
-    weight_bytes = int(layer.weight_bytes(bits))
-    act_bytes = math.ceil(ih * iw * layer.cin * bits / 8) + math.ceil(oh * ow * layer.cout * bits / 8)
-    moved = weight_bytes + act_bytes
-    cycles = float(max(compute, math.ceil(moved / bus_bytes_per_cycle)))
-    seconds = cycles / fclk_hz
-    joules = None
-    if with_energy:
-        joules = (PLACEHOLDER_STATIC_WATTS * seconds
-                  + PLACEHOLDER_JOULES_PER_MAC8 * (bits / 8) ** 2 * layer.macs
-                  + PLACEHOLDER_JOULES_PER_BYTE * moved)
-    return BitCost(cycles=cycles, seconds=seconds, joules=joules, bytes=moved,
-                   weight_bytes=weight_bytes, cycles_spread=0.0)
-
-
-def placeholder_profile(network, bits: Iterable[int] = (4, 8), *, fclk_hz: float = PLACEHOLDER_FCLK_HZ,
-                        pe: int = PLACEHOLDER_PE, simd: int = PLACEHOLDER_SIMD,
-                        bus_bytes_per_cycle: int = PLACEHOLDER_BUS_BYTES,
-                        with_energy: bool = True) -> Profile:
-    """A MAC/bytes-proportional profile of ``network`` (a Network or a list of Layers), labelled as
-    a placeholder. ``with_energy=False`` mimics a board without power rails (joules null)."""
-    bits = sorted({int(b) for b in bits})
-    layers = _layers_of(network)
-    if not layers:
-        raise ConfigError("cannot build a placeholder profile: the network has no quantizable layers")
-    hardware = {"board": "placeholder", "fclk_hz": fclk_hz, "pe": pe, "simd": simd,
-                "bus_bytes_per_cycle": bus_bytes_per_cycle,
-                "note": "MAC/bytes-proportional estimate, not a measurement"}
-    out = {layer.name: {b: placeholder_cost(layer, b, fclk_hz=fclk_hz, pe=pe, simd=simd,
-                                            bus_bytes_per_cycle=bus_bytes_per_cycle,
-                                            with_energy=with_energy) for b in bits}
-           for layer in layers}
-    return Profile(hardware=hardware, layers=out, placeholder=True)
 
 
 def profile_from_mapping(layers: Mapping[str, Mapping[int, Mapping[str, Any]]], hardware: dict | None = None,

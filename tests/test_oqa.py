@@ -12,8 +12,9 @@ from conftest import build_small_cnn
 from ohq_pynq.cli import main
 from ohq_pynq.errors import ConfigError, HardwareError
 from ohq_pynq.hw.sim import SimAccelerator
-from ohq_pynq.oqa import MeasurementCache, default_cache_path, profile_network
-from ohq_pynq.profile import load_profile
+from ohq_pynq.graph import load_network
+from ohq_pynq.oqa import MeasurementCache, default_cache_path, profile_network, simulated_profile
+from ohq_pynq.profile import load_profile, save_profile
 
 LAYERS = ["conv1", "dw", "pw", "se_fc", "fc"]
 
@@ -153,3 +154,26 @@ def test_profile_cli(model_path, tmp_path, capsys):
     assert main(["profile", str(model_path), "--bits", "3,8", "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["profile", str(model_path), "--board", "nano", "--out", str(out)]) == 2
+
+
+def test_simulated_profile_is_what_oqa_measures_on_the_simulator(model_path, tmp_path):
+    """The shape-only estimate for `solve --model` is the simulator's own measurement (no second
+    cost model), labelled as a placeholder."""
+    net = load_network(model_path)
+    for board in ("pynq-z2", "zcu104"):
+        est = simulated_profile(net, board=board)
+        measured = profile_network(model_path, SimAccelerator(board, estimate_energy=True), repeats=1)
+        assert est.placeholder and list(est.layers) == LAYERS and est.bits == (4, 8)
+        for name in LAYERS:
+            for b in (4, 8):
+                e, m = est.layers[name][b], measured.layers[name][b]
+                assert (e.cycles, e.seconds, e.bytes, e.weight_bytes) == (m.cycles, m.seconds, m.bytes,
+                                                                          m.weight_bytes)
+                assert e.joules == pytest.approx(m.joules) and e.joules > 0
+        assert est.hardware["board"] == board and "not a measurement" in est.hardware["note"]
+    path = tmp_path / "p.json"
+    save_profile(path, simulated_profile(net.layers, with_energy=False))
+    loaded = load_profile(path)
+    assert loaded.placeholder and not loaded.has_energy and loaded.has_weight_bytes
+    with pytest.raises(ConfigError, match="no quantizable layers"):
+        simulated_profile([])

@@ -1,23 +1,12 @@
-"""profile.json: validation, round trip, and the placeholder cost estimate."""
+"""profile.json: validation and round trip (the simulator's estimate: test_oqa.py)."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from ohq_pynq.errors import ConfigError
-from ohq_pynq.graph import Layer
-from ohq_pynq.profile import (SCHEMA, load_profile, parse_profile, placeholder_cost, placeholder_profile,
-                              profile_from_mapping, save_profile)
-
-
-def conv(name, cin, cout, k, hw, groups=1, index=0):
-    macs = hw * hw * cout * (cin // groups) * k * k
-    return Layer(name=name, op="Conv", index=index, input=f"{name}_in", output=f"{name}_out", weight=f"{name}_w",
-                 bias=None, cin=cin, cout=cout, kernel=(k, k), stride=(1, 1), pads=(k // 2,) * 4,
-                 dilation=(1, 1), groups=groups, in_hw=(hw, hw), out_hw=(hw, hw), macs=macs,
-                 params=cout * (cin // groups) * k * k)
+from ohq_pynq.profile import load_profile, parse_profile, profile_from_mapping, save_profile
 
 
 def good_obj():
@@ -91,43 +80,6 @@ def test_has_energy_requires_every_entry():
     assert parse_profile(obj).has_energy
     obj["layers"]["b"]["4"]["joules"] = None
     assert not parse_profile(obj).has_energy
-
-
-def test_placeholder_cost_follows_the_documented_formula():
-    layer = conv("c", cin=32, cout=64, k=3, hw=8)
-    c8 = placeholder_cost(layer, 8, pe=16, simd=16, bus_bytes_per_cycle=8, fclk_hz=100e6)
-    c4 = placeholder_cost(layer, 4, pe=16, simd=16, bus_bytes_per_cycle=8, fclk_hz=100e6)
-    # compute-bound: 64 pixels · ⌈9·32/16⌉ · ⌈64/16⌉ = 64·18·4 at 8 bits; int4 packs two MACs per lane
-    assert c8.cycles == 64 * 18 * 4
-    assert c4.cycles == 64 * 9 * 4
-    assert c8.seconds == pytest.approx(c8.cycles / 100e6)
-    assert c8.weight_bytes == layer.weight_bytes(8) and c4.weight_bytes == layer.weight_bytes(4)
-    assert c8.bytes == layer.weight_bytes(8) + 64 * 32 + 64 * 64
-    assert c4.bytes == layer.weight_bytes(4) + (64 * 32 + 64 * 64) // 2
-    assert c4.joules < c8.joules
-    # memory-bound layer: a 1x1 conv on a large map moves more bytes than it computes cycles
-    fat = conv("f", cin=8, cout=8, k=1, hw=64)
-    cf = placeholder_cost(fat, 8, pe=16, simd=16, bus_bytes_per_cycle=8)
-    assert cf.cycles == math.ceil(cf.bytes / 8) > 64 * 64
-
-
-def test_placeholder_profile_is_labelled_and_round_trips(tmp_path):
-    layers = [conv("c1", 3, 16, 3, 32, index=0), conv("dw", 16, 16, 3, 32, groups=16, index=1),
-              conv("c2", 16, 32, 1, 16, index=2)]
-    prof = placeholder_profile(layers)
-    assert prof.placeholder and prof.bits == (4, 8) and prof.has_energy and prof.has_weight_bytes
-    for name in ("c1", "dw", "c2"):
-        assert prof.layers[name][4].cycles <= prof.layers[name][8].cycles
-        assert prof.layers[name][4].bytes < prof.layers[name][8].bytes
-    path = tmp_path / "p.json"
-    save_profile(path, prof)
-    obj = json.loads(path.read_text())
-    assert obj["placeholder"] is True and obj["schema"] == SCHEMA
-    assert load_profile(path).placeholder
-    no_rails = placeholder_profile(layers, with_energy=False)
-    assert not no_rails.has_energy
-    with pytest.raises(ConfigError):
-        placeholder_profile([])
 
 
 def test_profile_from_mapping_validates():

@@ -21,8 +21,11 @@ def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--profile", metavar="P.json", help="profile.json from `profile` (measured costs)")
     src.add_argument("--model", metavar="MODEL",
-                     help="no profile yet: estimate costs of this ONNX model from MACs and bytes (placeholder)")
+                     help="no profile yet: estimate the costs of this ONNX model with the simulator "
+                          "(a placeholder, not a measurement)")
     p.add_argument("--input-shape", metavar="C,H,W", help="with --model: fix a dynamic input shape")
+    p.add_argument("--board", help="with --model: the board whose cores the simulator models "
+                                   "(default: the simulator's pynq-z2)")
     for metric, example in (("size", "1.2MB"), ("latency", "2.5ms"), ("energy", "30mJ")):
         p.add_argument(f"--{metric}-budget", metavar="B",
                        help=f"{metric} budget: fraction of all-int8 (0.75, 0.75x, 75%%) or absolute ({example})")
@@ -63,7 +66,7 @@ def run(args) -> int:
     from ..fileio import file_sha256
     from ..budgets import format_quantity
     from ..ilp import make_problem, solve
-    from ..profile import load_profile, placeholder_profile
+    from ..profile import load_profile
     from ..sensitivity import load_sensitivity
 
     bits = _parse_bits(args.bits)
@@ -71,8 +74,9 @@ def run(args) -> int:
         profile = load_profile(args.profile)
     else:
         from ..graph import load_network
+        from ..oqa import simulated_profile
 
-        profile = placeholder_profile(load_network(args.model, args.input_shape), bits)
+        profile = simulated_profile(load_network(args.model, args.input_shape), bits, board=args.board)
     sens = load_sensitivity(args.sensitivity, bits)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

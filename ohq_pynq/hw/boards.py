@@ -257,7 +257,3 @@ def get_board(name: str | None = None, path: str | os.PathLike | None = None) ->
     if key is None:
         raise ConfigError(f"unknown board {name!r}; known boards: {', '.join(sorted(boards))}.")
     return boards[key]
-
-
-def board_names() -> list[str]:
-    return sorted(load_boards())

@@ -12,10 +12,13 @@ HELP = "check this board: power rails, overlay, cores, DMA widths, clocks, one e
 
 
 def add_arguments(p) -> None:
+    from ..hw.overlay import DEFAULT_TIMEOUT
+
     p.add_argument("--board", help="board profile (default: $BOARD or the device tree)")
     p.add_argument("--overlay", metavar="BIT",
                    help="the overlay's .bit (default overlays/<board>/ohq.bit; its .hwh beside it)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per core run (default 5)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help="seconds per core run (default %(default)s)")
     p.add_argument("--no-energy", action="store_true", help="skip the energy reading (~1 s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 

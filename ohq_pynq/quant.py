@@ -12,8 +12,12 @@ Scheme (the same arithmetic the int4/int8 cores implement, see ``vivado/README.m
 * bias: int32 at scale ``s_x · s_w,c``.
 
 BatchNormalization that follows a Conv is folded first (:mod:`ohq_pynq.transforms`), as the
-cores run the folded conv. :meth:`QuantizedNetwork.to_onnx` writes a QDQ model (opset 21, INT4 /
-UINT4 tensors where a layer is 4-bit) that onnxruntime and the numpy engine both run.
+cores run the folded conv. :meth:`QuantizedNetwork.to_onnx` writes a QDQ model that onnxruntime
+(>= 1.17, any graph optimisation level) and the numpy engine both run: opset 13-20 (the float
+model's own where it can), int8/uint8 tensors throughout; a 4-bit layer holds its [-7, 7] weight
+codes in int8 and saturates its input codes to the 4-bit range with an integer Clip between
+QuantizeLinear and DequantizeLinear. The bit-widths are in the metadata (``ohq_pynq.weight_bits``,
+``ohq_pynq.act_bits``: JSON layer -> bits).
 """
 from __future__ import annotations
 
@@ -26,7 +30,11 @@ from .graph import SIGN_PRESERVING_OPS, Network, load_network
 from .hw.accelerator import quantize_multiplier
 from .transforms import drop_unused_initializers, fold_batchnorm
 
-QDQ_OPSET = 21
+# Opsets the QDQ model is written in: the float model's own, raised to 13 (per-axis
+# DequantizeLinear) and lowered to 20. onnxruntime 1.17 loads up to opset 20 / IR 9, and
+# opset 21's INT4 types and ``output_dtype`` trip its graph optimiser (load failures, wrong
+# results on 1.19/1.20), so 4-bit codes travel in int8/uint8 tensors instead.
+QDQ_OPSETS = (13, 20)
 # Ops whose output is >= 0: a tensor reaching a layer only through these (and sign-preserving
 # ops) is quantized unsigned.
 NONNEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "HardSigmoid"})
@@ -245,7 +253,7 @@ class QuantizedNetwork:
         return f"{name}.input_scale"
 
     def to_onnx(self):
-        """QDQ ``ModelProto`` (opset 21): Q/DQ on each layer input, DQ on weights and biases."""
+        """QDQ ``ModelProto`` (opset 13-20): Q/DQ on each layer input, DQ on weights and biases."""
         return export_qdq(self)
 
 
@@ -336,40 +344,77 @@ def _clip_min(network: Network, node) -> float | None:
 # ----------------------------------------------------------------------------------------------
 # QDQ export
 # ----------------------------------------------------------------------------------------------
-def _int_type(bits: int, signed: bool) -> int:
+def _int_type(signed: bool) -> int:
     from onnx import TensorProto
 
-    return {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8,
-            (4, True): TensorProto.INT4, (4, False): TensorProto.UINT4}[(bits, signed)]
+    return TensorProto.INT8 if signed else TensorProto.UINT8
 
 
-def _int_tensor(name: str, values: np.ndarray, bits: int, signed: bool):
-    """An integer initializer; int4/uint4 are packed two per byte by onnx.helper."""
-    from onnx import helper, numpy_helper
+def _int_tensor(name: str, values: np.ndarray, signed: bool):
+    """An int8 (``signed``) or uint8 initializer; 4-bit codes are held in the same types."""
+    from onnx import numpy_helper
 
-    if bits == 8:
-        return numpy_helper.from_array(values.astype(np.int8 if signed else np.uint8), name)
-    return helper.make_tensor(name, _int_type(bits, signed), list(values.shape),
-                              values.astype(np.int64).reshape(-1).tolist())
+    return numpy_helper.from_array(np.asarray(values).astype(np.int8 if signed else np.uint8), name)
 
 
-def _upgrade_opset(model):
-    from onnx import version_converter
+def qdq_opset(opset: int) -> int:
+    """Opset of the QDQ model for a float model at ``opset``: raised to ``QDQ_OPSETS[0]``,
+    lowered to ``QDQ_OPSETS[1]``, else the model's own."""
+    return min(max(opset, QDQ_OPSETS[0]), QDQ_OPSETS[1])
 
-    from .errors import ModelError
+
+def _convert_opset(model):
+    """``model`` converted to :func:`qdq_opset` of its opset, with the lowest IR version that
+    opset needs (older onnxruntime refuses newer IR versions)."""
+    from onnx import helper, version_converter
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset >= QDQ_OPSET:
-        return model
-    try:
-        return version_converter.convert_version(model, QDQ_OPSET)
-    except Exception as err:
-        raise ModelError(f"cannot convert the model from opset {opset} to {QDQ_OPSET} for QDQ "
-                         f"export: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    target = qdq_opset(opset)
+    if target != opset:
+        try:
+            model = version_converter.convert_version(model, target)
+        except Exception as err:  # noqa: BLE001 - onnx raises assorted types
+            if target > opset:
+                raise ModelError(f"cannot convert the model from opset {opset} to {target} for QDQ "
+                                 f"export: {_first_line(err)}") from None
+            # no down-conversion for some op: the model keeps its newer opset
+    ir = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = max(int(ir), 7)
+    return model
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _activation_qdq(x: str, out: str, layer: str, kind: str, scale: str, zp: str, bits: int,
+                    signed: bool, inits: list) -> list:
+    """Nodes QuantizeLinear -> (Clip to the 4-bit range) -> DequantizeLinear from ``x`` to ``out``
+    for a layer's ``kind`` ("Input" or "Output") activation.
+
+    Tensor ``{layer}.{kind}_q`` (lower case) holds the integer codes the core reads or writes.
+    Below 8 bits an integer Clip saturates the int8/uint8 codes ``..._q8`` to
+    ``activation_range(bits)``: the values an INT4 QuantizeLinear gives, in the types every
+    onnxruntime optimiser handles.
+    """
+    from onnx import helper
+
+    q = f"{layer}.{kind.lower()}_q"
+    nodes = [helper.make_node("QuantizeLinear", [x, scale, zp], [q if bits >= 8 else f"{q}8"],
+                              name=f"{layer}/Quantize{kind}")]
+    if bits < 8:
+        lo, hi = activation_range(bits, signed)
+        inits.extend([_int_tensor(f"{q}min", np.array(lo), signed), _int_tensor(f"{q}max", np.array(hi), signed)])
+        nodes.append(helper.make_node("Clip", [f"{q}8", f"{q}min", f"{q}max"], [q], name=f"{layer}/Saturate{kind}"))
+    nodes.append(helper.make_node("DequantizeLinear", [q, scale, zp], [out], name=f"{layer}/Dequantize{kind}"))
+    return nodes
 
 
 def export_qdq(qnet: QuantizedNetwork):
     """Build the QDQ model of ``qnet`` (see module docstring)."""
+    import json
+
     import onnx
     from onnx import helper, numpy_helper
 
@@ -377,25 +422,24 @@ def export_qdq(qnet: QuantizedNetwork):
     model = onnx.ModelProto()
     model.CopyFrom(net.model)
     del model.graph.value_info[:]
-    model = _upgrade_opset(model)
+    model = _convert_opset(model)
     graph = model.graph
-    nodes_by_name = {}
-    for i, node in enumerate(graph.node):
-        nodes_by_name.setdefault(node.name or f"{node.op_type}_{i}", node)
-    new_inits, qdq_nodes = [], {}
+    nodes = list(graph.node)
+    new_inits = []
+    before: dict[int, list] = {}    # node index -> Q/DQ nodes to insert before it
     for layer in net.layers:
         lq = qnet.layers[layer.name]
-        node = _find_layer_node(graph, layer)
+        k = _layer_node_index(nodes, layer)
+        node = nodes[k]
         n = layer.name
-        # input activation: Q -> DQ at the layer's bits
+        # input activation: Q -> (saturate) -> DQ at the layer's bits
         x_scale, x_zp = qnet.input_scale_initializer(n), f"{n}.input_zero_point"
         new_inits.append(numpy_helper.from_array(np.array(lq.act_scale, dtype=np.float32), x_scale))
-        new_inits.append(_int_tensor(x_zp, np.array(0), lq.act_bits, lq.act_signed))
-        xq, xdq = f"{n}.input_q", f"{n}.input_dq"
-        qdq_nodes.setdefault(id(node), []).extend([
-            helper.make_node("QuantizeLinear", [layer.input, x_scale, x_zp], [xq], name=f"{n}/QuantizeInput"),
-            helper.make_node("DequantizeLinear", [xq, x_scale, x_zp], [xdq], name=f"{n}/DequantizeInput"),
-        ])
+        new_inits.append(_int_tensor(x_zp, np.array(0), lq.act_signed))
+        xdq = f"{n}.input_dq"
+        before.setdefault(k, []).extend(
+            _activation_qdq(layer.input, xdq, n, "Input", x_scale, x_zp, lq.act_bits,
+                            lq.act_signed, new_inits))
         # weight: integer codes in the original layout, per-channel DQ along the cout axis
         w_q = lq.weight_q
         axis = 0
@@ -404,12 +448,12 @@ def export_qdq(qnet: QuantizedNetwork):
             if layer.weight_transposed:
                 w_q, axis = w_q.T, 1
         w_name, ws_name = qnet.weight_initializer(n), f"{n}.weight_scale"
-        new_inits.append(_int_tensor(w_name, np.ascontiguousarray(w_q), lq.weight_bits, True))
+        new_inits.append(_int_tensor(w_name, np.ascontiguousarray(w_q), True))
         new_inits.append(numpy_helper.from_array(lq.weight_scale.astype(np.float32), ws_name))
         wzp = f"{n}.weight_zero_point"
-        new_inits.append(_int_tensor(wzp, np.zeros(layer.cout, dtype=np.int64), lq.weight_bits, True))
+        new_inits.append(_int_tensor(wzp, np.zeros(layer.cout, dtype=np.int64), True))
         wdq = f"{n}.weight_dq"
-        qdq_nodes[id(node)].append(helper.make_node("DequantizeLinear", [w_name, ws_name, wzp], [wdq],
+        before[k].append(helper.make_node("DequantizeLinear", [w_name, ws_name, wzp], [wdq],
                                                     name=f"{n}/DequantizeWeight", axis=axis))
         inputs = [xdq, wdq]
         if layer.bias is not None or layer.op != "MatMul":
@@ -418,46 +462,48 @@ def export_qdq(qnet: QuantizedNetwork):
             new_inits.append(numpy_helper.from_array(
                 (np.float32(lq.act_scale) * lq.weight_scale).astype(np.float32), bs_name))
             bdq = f"{n}.bias_dq"
-            qdq_nodes[id(node)].append(helper.make_node("DequantizeLinear", [b_name, bs_name], [bdq],
+            before[k].append(helper.make_node("DequantizeLinear", [b_name, bs_name], [bdq],
                                                         name=f"{n}/DequantizeBias", axis=0))
             inputs.append(bdq)
         del node.input[:]
         node.input.extend(inputs)
     # Float-out edges: the core writes int8/uint8 at out_scale; the producer's output is renamed
     # and Q -> DQ restores the original tensor name, so consumers (and graph outputs) are untouched.
-    after: dict[int, list] = {}
-    producer = {o: node for node in graph.node for o in node.output}
+    after: dict[int, list] = {}     # node index -> Q/DQ nodes to insert after it
+    producer = {o: k for k, node in enumerate(nodes) for o in node.output}
     for layer in net.layers:
         lq = qnet.layers[layer.name]
         if lq.edge is None or lq.edge.direct_to is not None:
             continue
         n, t = layer.name, lq.edge.tensor
-        node = producer[t]
+        k = producer[t]
+        node = nodes[k]
         raw, o_scale, o_zp = f"{n}.output_raw", f"{n}.output_scale", f"{n}.output_zero_point"
         node.output[list(node.output).index(t)] = raw
         new_inits.append(numpy_helper.from_array(np.array(lq.out_scale, dtype=np.float32), o_scale))
-        new_inits.append(_int_tensor(o_zp, np.array(0), OUT_BITS, lq.out_signed))
-        after.setdefault(id(node), []).extend([
-            helper.make_node("QuantizeLinear", [raw, o_scale, o_zp], [f"{n}.output_q"], name=f"{n}/QuantizeOutput"),
-            helper.make_node("DequantizeLinear", [f"{n}.output_q", o_scale, o_zp], [t], name=f"{n}/DequantizeOutput"),
-        ])
+        new_inits.append(_int_tensor(o_zp, np.array(0), lq.out_signed))
+        after.setdefault(k, []).extend(
+            _activation_qdq(raw, t, n, "Output", o_scale, o_zp, OUT_BITS, lq.out_signed, new_inits))
     # Rebuild the node list with each layer's Q/DQ nodes around it (keeps topological order).
     ordered = []
-    for node in graph.node:
-        ordered.extend(qdq_nodes.get(id(node), []))
+    for k, node in enumerate(nodes):
+        ordered.extend(before.get(k, []))
         ordered.append(node)
-        ordered.extend(after.get(id(node), []))
+        ordered.extend(after.get(k, []))
     del graph.node[:]
     graph.node.extend(ordered)
     graph.initializer.extend(new_inits)
     drop_unused_initializers(model)
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                   "ohq_pynq.weight_bits": json.dumps(qnet.weight_bits),
+                                   "ohq_pynq.act_bits": json.dumps({k: q.act_bits for k, q in qnet.layers.items()})})
     return model
 
 
-def _find_layer_node(graph, layer):
-    for node in graph.node:
+def _layer_node_index(nodes: list, layer) -> int:
+    for k, node in enumerate(nodes):
         if node.output and node.output[0] == layer.output and node.op_type == layer.op:
-            return node
+            return k
     raise ConfigError(f"layer {layer.name!r} not found in the model graph")
 
 

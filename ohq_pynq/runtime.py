@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import onnx
 
 from .engine import DEFAULT_MEMORY_BYTES, Engine
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ModelError
 from .onnx_loader import model_proto
 
 EXECUTORS = ("auto", "numpy", "onnxruntime")
@@ -121,7 +123,7 @@ class OnnxruntimeExecutor:
         so = self.ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3       # initializers declared as inputs are intended here
+        so.log_severity_level = 4       # fatal only: its errors reach the user as one line (GuardedExecutor)
         if not self.qdq_fusion:
             so.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.overridable:
@@ -214,12 +216,90 @@ def make_executor(model: Any, executor: str = "auto", *, threads: int | None = N
                   memory_bytes: int = DEFAULT_MEMORY_BYTES, qdq_fusion: bool = False,
                   overridable: Iterable[str] = ()):
     """An executor for ``model`` (ModelProto or path): see the module docstring. ``overridable``
-    names the initializers later calls will override (onnxruntime prepares for them once)."""
+    names the initializers later calls will override (onnxruntime prepares for them once).
+    onnxruntime comes wrapped in a :class:`GuardedExecutor` (fixed batch, one-line errors, numpy
+    fallback)."""
     chosen = resolve_executor(executor)
     if chosen == "onnxruntime":
-        return OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion,
-                                   overridable=overridable)
+        return GuardedExecutor(OnnxruntimeExecutor(model, threads=threads, qdq_fusion=qdq_fusion,
+                                                   overridable=overridable),
+                               fallback=executor == "auto", memory_bytes=memory_bytes)
     return NumpyExecutor(model, memory_bytes=memory_bytes)
+
+
+def is_onnxruntime_error(err: BaseException) -> bool:
+    """True for the exceptions onnxruntime raises (its pybind11 classes, e.g. ``Fail``,
+    ``InvalidArgument``, ``RuntimeException``, ``NotImplemented``)."""
+    return type(err).__module__.startswith("onnxruntime")
+
+
+def onnxruntime_message(err: BaseException) -> str:
+    """The first line of an onnxruntime error without its ``[ONNXRuntimeError] : 2 : CODE :``
+    prefix, at most 200 characters."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def onnxruntime_fallback_warning(err: BaseException) -> None:
+    """One ``warning`` that onnxruntime rejected a model and the numpy engine takes over."""
+    warnings.warn(f"onnxruntime cannot run this model ({onnxruntime_message(err)}); "
+                  f"using the numpy engine", RuntimeWarning, stacklevel=3)
+
+
+class GuardedExecutor:
+    """An :class:`OnnxruntimeExecutor` made safe for users' models.
+
+    * A batch dimension the model fixes (``torch.onnx.export`` defaults: 1) is honoured: images
+      go through in chunks of that size, the last one padded with zeros and trimmed again.
+    * When onnxruntime rejects the model or an input (creating the session or running it) and the
+      executor was chosen automatically (``fallback``), the numpy engine takes over with one
+      warning; when onnxruntime was asked for explicitly, a one-line :class:`ModelError`.
+    Other attributes (``input_name``, ``output_names``, ``model`` ...) are the wrapped executor's.
+    """
+
+    def __init__(self, executor: OnnxruntimeExecutor, fallback: bool, memory_bytes: int = DEFAULT_MEMORY_BYTES):
+        self.inner = executor
+        self.fallback = fallback
+        self.memory_bytes = memory_bytes
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @property
+    def name(self) -> str:
+        """The executor running the model now: "onnxruntime", or "numpy" after a fallback."""
+        return self.inner.name
+
+    def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
+            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        if self.inner.name != "onnxruntime":
+            return self.inner.run(x, outputs, batch_size, overrides=overrides)
+        try:
+            return self._run_fixed_batch(x, outputs, batch_size, overrides)
+        except Exception as err:  # noqa: BLE001 - only onnxruntime's own errors are handled
+            if not is_onnxruntime_error(err):
+                raise
+            if not self.fallback:
+                raise ModelError(f"onnxruntime cannot run this model: {onnxruntime_message(err)} "
+                                 f"(the numpy executor may: --executor numpy)") from None
+            onnxruntime_fallback_warning(err)
+            self.inner = NumpyExecutor(self.inner.model, memory_bytes=self.memory_bytes)
+            return self.inner.run(x, outputs, batch_size, overrides=overrides)
+
+    def _run_fixed_batch(self, x, outputs, batch_size, overrides):
+        fixed = self.inner.input_shape[0] if self.inner.input_shape else None
+        if isinstance(x, Mapping) or not isinstance(fixed, int) or fixed <= 0:
+            return self.inner.run(x, outputs, batch_size, overrides=overrides)
+        x = np.asarray(x)
+        n = x.shape[0] if x.ndim else 0
+        if n == fixed:
+            return self.inner.run(x, outputs, fixed, overrides=overrides)
+        padded = -(-n // fixed) * fixed
+        if padded != n:
+            x = np.concatenate([x, np.zeros((padded - n,) + x.shape[1:], dtype=x.dtype)])
+        out = self.inner.run(x, outputs, fixed, overrides=overrides)
+        return {k: (v[:n] if np.ndim(v) and v.shape[0] == padded else v) for k, v in out.items()}
 
 
 def release_memory() -> None:

@@ -136,3 +136,55 @@ def test_overrides_reuse_one_onnxruntime_session(model, x, monkeypatch):
     assert len(built) == 2
     with pytest.raises(ConfigError, match="not an initializer"):
         ex.run(x, overrides={"c1": np.zeros(1, np.float32)})
+
+
+def _fixed_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in (m.graph.input[0], m.graph.output[0]):
+        vi.type.tensor_type.shape.dim[0].dim_value = batch
+    return m
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fixed_batch_model_runs_in_chunks_of_its_batch(model, x, batch):
+    """torch.onnx.export fixes the batch (1): onnxruntime refuses any other, so images go
+    through in chunks of that size (the last padded and trimmed), intermediates included."""
+    fixed = _fixed_batch(model, batch)
+    ref = make_executor(model, executor="numpy").run(x, outputs=["y", "c2"])
+    ex = make_executor(fixed, executor="onnxruntime")
+    out = ex.run(x, outputs=["y", "c2"])                 # 6 images: not a multiple of 4
+    assert out["y"].shape == (6, 10) and out["c2"].shape == (6, 12, 6, 6)
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ex.run(x[:batch])["y"], ref["y"][:batch], rtol=1e-5, atol=1e-5)
+
+
+def _failing_onnxruntime(monkeypatch):
+    """onnxruntime raising its own exception type (as on a graph it cannot load)."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    def fail(self, *args, **kwargs):
+        raise Fail("[ONNXRuntimeError] : 1 : FAIL : Load model failed: some kernel is missing\n"
+                   "  second line of detail")
+    monkeypatch.setattr(runtime.OnnxruntimeExecutor, "run", fail)
+
+
+def test_onnxruntime_error_falls_back_to_numpy_when_chosen_automatically(model, x, monkeypatch):
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)
+    _failing_onnxruntime(monkeypatch)
+    ex = make_executor(model)
+    with pytest.warns(RuntimeWarning, match=r"^onnxruntime cannot run this model \(Load model failed: "
+                                            r"some kernel is missing\); using the numpy engine$"):
+        y = ex.run(x)["y"]
+    assert ex.name == "numpy"
+    np.testing.assert_array_equal(y, make_executor(model, executor="numpy").run(x)["y"])
+
+
+def test_onnxruntime_error_is_one_line_when_asked_for(model, x, monkeypatch):
+    from ohq_pynq.errors import ModelError
+    _failing_onnxruntime(monkeypatch)
+    with pytest.raises(ModelError) as err:
+        make_executor(model, executor="onnxruntime").run(x)
+    assert str(err.value) == ("onnxruntime cannot run this model: Load model failed: some kernel is "
+                              "missing (the numpy executor may: --executor numpy)")

@@ -74,6 +74,7 @@ def load_config(path: str | os.PathLike) -> tuple[dict, "Settings"]:
     budgets = raw.get("budgets", {"latency": d.latency_budget})
     for k, attr in BUDGET_KEYS.items():
         kw[attr] = None if budgets.get(k) is None else str(budgets[k])
+    kw["latency_budget_given"] = "budgets" in raw     # the default alone relaxes when infeasible
     kw.update(raw.get("search", {}))
     allowed = {f.name for f in fields(Settings)}
     settings = Settings(**{k: v for k, v in kw.items() if k in allowed})

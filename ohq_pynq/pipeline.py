@@ -26,6 +26,9 @@ from .runtime import release_memory
 
 STATE_SCHEMA = 1
 SUMMARY_SCHEMA = 1
+# The latency budget a run uses unless told otherwise (fraction of all-int8). Unlike a budget the
+# user chose, it never fails: where it is infeasible the smallest feasible latency is used.
+DEFAULT_LATENCY_BUDGET = "0.75"
 
 
 @dataclass
@@ -45,7 +48,8 @@ class Settings:
     num_images: int = distill.DEFAULT_NUM   # distilled images
     distill_iters: int | None = None    # None: ohq_pynq.distill default
     distill_resolution: int | None = -1  # -1: ohq_pynq.distill default; None: full resolution
-    latency_budget: str | None = "0.75"
+    latency_budget: str | None = DEFAULT_LATENCY_BUDGET
+    latency_budget_given: bool = False  # True: the user chose it, so an infeasible one is an error
     size_budget: str | None = None
     energy_budget: str | None = None
     beta: float = ilp.DEFAULT_BETA
@@ -176,11 +180,12 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
 
         # 4. bit allocation (ILP) + Pareto frontier ------------------------------------------
         def solve():
-            return _solve(s, out)
+            return _solve(s, out, log)
 
         stages.run("solve", {"sens": file_sha256(out / "sensitivity.json"),
                              "profile": file_sha256(out / "profile.json"),
                              "budgets": [s.latency_budget, s.size_budget, s.energy_budget],
+                             "latency_budget_given": s.latency_budget_given,
                              "beta": s.beta, "gamma": s.gamma, "hw_metric": s.hw_metric,
                              "points": s.pareto_points},
                    ["config.json", "pareto.json", "pareto.png"], solve)
@@ -297,10 +302,11 @@ def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, origi
     return out / "distilled.npz"
 
 
-def _solve(s: Settings, out: Path) -> str:
+def _solve(s: Settings, out: Path, log: Callable[[str], None] = print) -> str:
     import warnings
 
     from .bitconfig import save_config
+    from .errors import InfeasibleError
     from .ilp import make_problem, solve
     from .pareto import pareto_frontier, plot_frontier
     from .profile import load_profile
@@ -310,8 +316,23 @@ def _solve(s: Settings, out: Path) -> str:
         warnings.simplefilter("ignore")       # a placeholder profile is impossible here (OQA wrote it)
         problem = make_problem(out / "sensitivity.json", profile)
     budgets = {"latency": s.latency_budget, "size": s.size_budget, "energy": s.energy_budget}
-    alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
-    save_config(out / "config.json", alloc.bits, **alloc.metadata())
+    relaxed = None
+    try:
+        alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
+    except InfeasibleError as err:
+        smallest = getattr(err, "minimums", {}).get("latency")
+        if (s.latency_budget_given or s.latency_budget != DEFAULT_LATENCY_BUDGET or smallest is None
+                or not smallest["relative"] or not smallest["others_kept"]):
+            raise
+        # The default budget is a suggestion: use the smallest feasible latency instead.
+        stated = smallest["minimum_stated"]
+        budgets["latency"] = f"{stated:.4g}" if stated <= 1 else f"{stated:.4g}x"
+        alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
+        relaxed = {"requested": s.latency_budget, "used": budgets["latency"], "reason": str(err)}
+        log(f"solve: the default latency budget {s.latency_budget} of all-int8 is infeasible on this "
+            f"hardware; using the smallest feasible, {budgets['latency']} of all-int8")
+    save_config(out / "config.json", alloc.bits, **alloc.metadata(),
+                **({"latency_budget_relaxed": relaxed} if relaxed else {}))
     sweep = "energy" if s.hw_metric == "energy" else "latency"
     others = {k: v for k, v in budgets.items() if k != sweep}
     frontier = pareto_frontier(problem, sweep, points=s.pareto_points, **others)
@@ -403,4 +424,5 @@ def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: 
                    "vs_all_int8": config.get("vs_all_int8")},
         "fidelity": fidelity,
         "eval_images": dep["verify"]["images"],
+        "latency_budget_relaxed": config.get("latency_budget_relaxed"),
     }

@@ -63,6 +63,48 @@ def test_budget_change_resolves_without_remeasuring(first_run, tmp_path):
         run(Settings(out=str(copy), **{**FAST, "latency_budget": "0.1"}), log=lambda m: None)
 
 
+def test_infeasible_default_latency_budget_uses_the_smallest_feasible(first_run, tmp_path):
+    """MobileNets: the int4 cores barely beat int8 on depthwise layers, so the default 0.75 of
+    all-int8 can be infeasible. The default then gives way (one line, recorded); a budget the
+    user chose still fails."""
+    out, _, _ = first_run
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    prof = json.loads((copy / "profile.json").read_text())
+    for costs in prof["layers"].values():            # int4 only 10 % faster than int8 everywhere
+        for key in ("seconds", "cycles"):
+            costs["4"][key] = 0.9 * costs["8"][key]
+    (copy / "profile.json").write_text(json.dumps(prof))
+    lines: list[str] = []
+    s = run(Settings(out=str(copy), **FAST), log=lines.append)
+    said = [l for l in lines if "default latency budget" in l]
+    assert said == ["solve: the default latency budget 0.75 of all-int8 is infeasible on this hardware; "
+                    "using the smallest feasible, 0.9 of all-int8"]
+    config = json.loads((copy / "config.json").read_text())
+    assert config["budgets"]["latency"]["value"] == 0.9
+    assert config["latency_budget_relaxed"]["requested"] == "0.75"
+    assert config["latency_budget_relaxed"]["used"] == "0.9"
+    assert s["latency_budget_relaxed"]["used"] == "0.9"
+    assert json.loads((copy / "summary.json").read_text())["latency_budget_relaxed"]["used"] == "0.9"
+    assert s["totals"]["chosen"]["seconds"] <= 0.9 * s["totals"]["int8"]["seconds"] * (1 + 1e-9)
+    assert all(l["bits"] == 4 for l in s["layers"])
+    with pytest.raises(InfeasibleError, match=r"latency budget 0\.75 of all-int8 is infeasible; the smallest "
+                                              r"feasible is 0\.9 of all-int8"):
+        run(Settings(out=str(copy), **FAST, latency_budget_given=True), log=lambda m: None)
+
+
+def test_cli_marks_a_chosen_latency_budget():
+    from ohq_pynq.cli import build_parser
+    from ohq_pynq.cli.run_cmd import settings_from_args
+    s = settings_from_args(build_parser().parse_args(["run"]))
+    assert s.latency_budget == "0.75" and not s.latency_budget_given
+    s = settings_from_args(build_parser().parse_args(["run", "--latency-budget", "0.75"]))
+    assert s.latency_budget == "0.75" and s.latency_budget_given
+    s = settings_from_args(build_parser().parse_args(["run", "--no-latency-budget"]))
+    assert s.latency_budget is None
+
+
 def test_calibration_images_and_folded_model(tmp_path):
     with pytest.raises(DataError, match="--calib"):
         run(Settings(model=str(model_path("digits_resnet_folded")), out=str(tmp_path / "a"), **FAST),

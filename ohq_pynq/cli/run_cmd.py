@@ -8,7 +8,7 @@ HELP = "the main job: distil -> profile -> sensitivity -> solve -> deploy -> ver
 
 def add_arguments(p) -> None:
     from .. import distill, mqe
-    from ..pipeline import Settings
+    from ..pipeline import DEFAULT_LATENCY_BUDGET, Settings
 
     d = Settings()                # every default below is the pipeline's (and its stages')
     p.add_argument("model", nargs="?",
@@ -31,10 +31,12 @@ def add_arguments(p) -> None:
     p.add_argument("--iters", type=int, default=d.distill_iters, metavar="N",
                    help=f"distillation iterations (default {distill.DEFAULT_ITERS})")
     for metric, example in (("latency", "2.5ms"), ("size", "1.2MB"), ("energy", "30mJ")):
-        default = getattr(d, f"{metric}_budget")
+        # latency: None when not given, so the default budget can give way where it is infeasible
+        default = None if metric == "latency" else getattr(d, f"{metric}_budget")
         p.add_argument(f"--{metric}-budget", default=default, metavar="B",
                        help=f"{metric} budget: fraction of all-int8 (0.75, 75%%) or absolute ({example})"
-                            + (f"; default {default}" if default else ""))
+                            + (f"; default {DEFAULT_LATENCY_BUDGET}, or the smallest feasible latency "
+                               f"where {DEFAULT_LATENCY_BUDGET} is not" if metric == "latency" else ""))
     p.add_argument("--no-latency-budget", action="store_true", help="drop the default latency budget")
     p.add_argument("--beta", type=float, default=d.beta, help="weight of sensitivity (default %(default)s)")
     p.add_argument("--gamma", type=float, default=d.gamma,
@@ -53,13 +55,15 @@ def add_arguments(p) -> None:
 
 
 def settings_from_args(args):
-    from ..pipeline import Settings
+    from ..pipeline import DEFAULT_LATENCY_BUDGET, Settings
 
+    latency = DEFAULT_LATENCY_BUDGET if args.latency_budget is None else args.latency_budget
     return Settings(model=args.model, out=args.out, backend=args.backend, board=args.board,
                     overlay=args.overlay,
                     calib=args.calib, eval_data=args.eval_data, input_shape=args.input_shape,
                     num_images=args.num, distill_iters=args.iters,
-                    latency_budget=None if args.no_latency_budget else args.latency_budget,
+                    latency_budget=None if args.no_latency_budget else latency,
+                    latency_budget_given=args.latency_budget is not None,
                     size_budget=args.size_budget, energy_budget=args.energy_budget,
                     beta=args.beta, gamma=args.gamma, hw_metric=args.hw_metric,
                     estimator=args.estimator, repeats=args.repeats, eval_images=args.eval_images,
@@ -115,4 +119,8 @@ def summary_text(summary: dict) -> str:
                      f"int8 {100 * f['accuracy_int8']:.2f} %)")
     lines.append("")
     lines.append("; ".join(p for p in parts if p) + f" on {summary['eval_images']} images")
+    relaxed = summary.get("latency_budget_relaxed")
+    if relaxed:
+        lines.append(f"latency budget: {relaxed['used']} of all-int8, the smallest feasible (the default "
+                     f"{relaxed['requested']} is infeasible on this hardware)")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Mutations of the bundled ONNX models for the robustness fuzz tests (tests/test_robustness_models.py).
 
 ``mutate(data, rng, ops)`` applies the named mutation operators (``OPS``) one after another to a
-serialized model and returns the mutated bytes; structural operators parse the model, change one
+serialized model and returns the mutated bytes (``static_batch`` first gives the fixed-batch form
+``torch.onnx.export`` writes by default); structural operators parse the model, change one
 thing (a dim, an edge, a type, an opset, a name...) and serialize it again. Every operator is
 deterministic given ``rng``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnx import TensorProto, helper
 
 HUGE = (1 << 31) - 1
@@ -234,6 +236,30 @@ def huge_weight_data(m, rng):
         return
     del t.dims[:]
     t.dims.extend([1 << 16, 1 << 16])
+
+
+# ------------------------------------------------------------------------------- static batch
+def static_batch(data: bytes, batch: int, reshape: bool = False) -> bytes:
+    """The model as ``torch.onnx.export`` writes it from a ``(batch, ...)`` example: dim 0 of the
+    input and of every output fixed to ``batch``; with ``reshape`` also every ``Flatten`` spelled as
+    a ``Reshape`` to the constant ``[batch, -1]`` (``x.view(x.size(0), -1)`` after constant
+    folding), so the batch is baked into the graph itself."""
+    m = _model(data)
+    if m is None:
+        return data
+    for vi in list(m.graph.input[:1]) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].dim_value = batch
+    del m.graph.value_info[:]
+    if reshape:
+        for k, node in enumerate(m.graph.node):
+            if node.op_type == "Flatten":
+                shape = f"{node.name or node.output[0]}_fixed_shape"
+                m.graph.initializer.append(onnx.numpy_helper.from_array(np.array([batch, -1], np.int64), shape))
+                new = helper.make_node("Reshape", [node.input[0], shape], list(node.output), name=node.name)
+                m.graph.node[k].CopyFrom(new)
+    return m.SerializeToString()
 
 
 BYTE_OPS = {"flip_bytes": flip_bytes, "truncate": truncate, "garbage": garbage, "splice": splice}

@@ -7,7 +7,10 @@ initializer / input names, non-4-D conv inputs and weights, bad attributes, drop
 nodes, changed op types, missing or extra outputs, huge declared weights — one to three at a time.
 Each mutant goes through ``inspect`` and ``quantize`` (a few through ``run``): the only allowed
 outcomes are success or exit code 2 with one ``error:`` line — never a traceback, a hang (alarm)
-or a memory blow-up (address-space limit while fuzzing).
+or a memory blow-up (address-space limit while fuzzing). Static-batch mutants (the fixed batch of
+``torch.onnx.export``: 1 or 4, optionally baked into a Reshape) go through ``quantize``,
+``sensitivity``, ``evaluate`` and ``run`` with the default executor (onnxruntime here), so its
+errors are exercised too; unmutated, they must succeed.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnx_mutants import OPS, mutate
+from onnx_mutants import OPS, mutate, static_batch
 from ohq_pynq.cli import main
 from ohq_pynq.errors import ModelError
 from ohq_pynq.graph import load_network
@@ -34,7 +37,7 @@ SOURCES = {m: (MODELS_DIR / f"{m}.onnx").read_bytes() for m in MODELS}
 SECONDS_PER_CASE = 30            # a hang guard, far above the ~0.05 s a case takes
 EXTRA_MEMORY = 3 << 30           # address space a case may add (a blow-up hits MemoryError)
 
-TRIED: dict[str, int] = {"inspect": 0, "quantize": 0, "run": 0}
+TRIED: dict[str, int] = {"inspect": 0, "quantize": 0, "sensitivity": 0, "evaluate": 0, "run": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -129,6 +132,98 @@ def test_fuzzed_models_through_run(tmp_path, name, ops, seed):
             "--no-latency-budget", "--out", str(tmp_path / "run"), "--executor", "numpy"]
     code, err = run_cli(argv)
     check_outcome(code, err, (name, ops, seed, "run"))
+    TRIED["run"] += 1
+
+
+# ------------------------------------------------------------ static batch (torch.onnx.export)
+def assert_no_native_log(capfd) -> None:
+    """onnxruntime's C++ logger writes to file descriptor 2 itself (past Python's sys.stderr):
+    nothing of it may reach the user."""
+    native = capfd.readouterr().err
+    assert "onnxruntime" not in native and "[E:" not in native, native
+
+
+def _command_argv(command: str, path: str, tmp_path: Path, executor: str = "auto") -> list[str]:
+    if command == "quantize":
+        return ["quantize", path, "--bits", "4", "--calib", CALIB, "--num-calib", "3",
+                "--out", str(tmp_path / "q.onnx"), "--executor", executor]
+    if command == "sensitivity":
+        return ["sensitivity", path, "--data", CALIB, "--limit", "3", "--out", str(tmp_path / "s.json"),
+                "--executor", executor]
+    if command == "evaluate":
+        return ["evaluate", path, "--data", CALIB, "--limit", "5", "--executor", executor]
+    return ["run", path, "--calib", CALIB, "--num", "3", "--eval-images", "3", "--repeats", "1",
+            "--out", str(tmp_path / "run"), "--executor", executor]
+
+
+# A sample (each command takes ~0.3-1 s): every model, both batches, both spellings of the batch.
+STATIC_CASES = [("digits_resnet_folded", 1, True), ("digits_mbv3_bn", 1, False),
+                ("digits_mbv3_dynamo", 4, False), ("digits_mbv3_bn", 4, True)]
+
+
+@pytest.mark.parametrize("name,batch,reshape", STATIC_CASES)
+def test_static_batch_models_work_in_every_command(tmp_path, capfd, name, batch, reshape):
+    """A fixed-batch export (not mutated) quantizes, measures and evaluates with the default
+    executor, on any number of images (not a multiple of the batch either)."""
+    path = _write(tmp_path, static_batch(SOURCES[name], batch, reshape))
+    for command in ("quantize", "sensitivity", "evaluate"):
+        argv = _command_argv(command, path, tmp_path)
+        code, err = run_cli(argv)
+        assert code == 0 and "Traceback" not in err, (name, batch, reshape, command, err)
+        assert_no_native_log(capfd)
+        TRIED[command] += 1
+    # the numpy engine: success, or one line where the batch is baked into a Reshape
+    code, err = run_cli(_command_argv("quantize", path, tmp_path, "numpy"))
+    check_outcome(code, err, (name, batch, reshape, "quantize numpy"))
+    assert code == 0 or reshape, err
+
+
+static_mutants = st.tuples(st.sampled_from(MODELS), st.sampled_from([1, 4]), st.booleans(),
+                           st.lists(st.sampled_from(sorted(OPS)), min_size=0, max_size=2),
+                           st.integers(0, 2 ** 32 - 1), st.sampled_from(["quantize", "sensitivity", "evaluate"]))
+STATIC_FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=60,
+                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@STATIC_FUZZ
+@given(case=static_mutants)
+def test_fuzzed_static_batch_models_through_every_command(tmp_path, capfd, case):
+    name, batch, reshape, ops, seed, command = case
+    path = _write(tmp_path, mutate(static_batch(SOURCES[name], batch, reshape), seed, ops))
+    for argv in (["inspect", path], _command_argv(command, path, tmp_path)):
+        code, err = run_cli(argv)
+        check_outcome(code, err, (name, batch, reshape, ops, seed, argv[0]))
+        assert_no_native_log(capfd)
+        TRIED[argv[0]] += 1
+
+
+def test_onnxruntime_rejecting_a_graph_is_one_line(tmp_path, capfd):
+    """A Conv whose group attribute is 0 passes import, but onnxruntime fails running it: chosen
+    automatically, the numpy engine takes over (one warning line, then its own verdict); asked for,
+    one error line. onnxruntime's own log stays silent."""
+    path = _write(tmp_path, mutate(static_batch(SOURCES["digits_resnet_folded"], 4), 2, ["attributes"]))
+    code, err = run_cli(_command_argv("quantize", path, tmp_path))
+    check_outcome(code, err, "auto")
+    assert err.splitlines()[0].startswith("warning: onnxruntime cannot run this model (Non-zero status code "
+                                          "returned while running Conv node.")
+    assert_no_native_log(capfd)
+    code, err = run_cli(_command_argv("quantize", path, tmp_path, "onnxruntime"))
+    assert code == 2 and err.startswith("error: onnxruntime cannot run this model: Non-zero status code")
+    assert len(err.strip().splitlines()) == 1
+    assert_no_native_log(capfd)
+
+
+STATIC_RUN_CASES = [("digits_resnet_folded", 1, True, [], 0), ("digits_resnet_folded", 4, False, ["rewire"], 8)]
+
+
+@pytest.mark.parametrize("name,batch,reshape,ops,seed", STATIC_RUN_CASES)
+def test_static_batch_models_through_run(tmp_path, capfd, name, batch, reshape, ops, seed):
+    path = _write(tmp_path, mutate(static_batch(SOURCES[name], batch, reshape), seed, ops))
+    argv = _command_argv("run", path, tmp_path)
+    code, err = run_cli(argv)
+    check_outcome(code, err, (name, batch, reshape, ops, seed, "run"))
+    assert_no_native_log(capfd)
+    assert code == 0 or ops, err
     TRIED["run"] += 1
 
 

@@ -78,6 +78,7 @@ class Network:
         self.input_shape = tuple(input_shape)
         self.output_name = output_name
         self.source = source
+        self.input_batch: int | None = None   # batch size the file fixed (None: symbolic); set by load_network
         self._by_name = {layer.name: layer for layer in layers}
         self._initializers = {t.name: t for t in model.graph.initializer}
         self._constant_nodes = {n.output[0]: n for n in model.graph.node

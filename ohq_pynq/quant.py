@@ -312,6 +312,7 @@ def prepare(model, input_shape=None) -> Network:
     folded = fold_batchnorm(net.model)
     folded_net = load_network(folded)
     folded_net.source = net.source
+    folded_net.input_batch = net.input_batch
     return folded_net
 
 
@@ -494,10 +495,29 @@ def export_qdq(qnet: QuantizedNetwork):
     graph.node.extend(ordered)
     graph.initializer.extend(new_inits)
     drop_unused_initializers(model)
+    restore_batch(model, net.input_batch)
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                    "ohq_pynq.weight_bits": json.dumps(qnet.weight_bits),
                                    "ohq_pynq.act_bits": json.dumps({k: q.act_bits for k, q in qnet.layers.items()})})
     return model
+
+
+def restore_batch(model, batch: int | None) -> None:
+    """Give ``model``'s image input, and every output sharing its symbolic batch dimension, the
+    fixed ``batch`` the user's file declared (import works on a batch-free copy), so the user's
+    code that feeds ``(batch, ...)`` and reads ``(batch, ...)`` keeps working. No-op for None."""
+    if batch is None:
+        return
+    inits = {t.name for t in model.graph.initializer}
+    image = next((i for i in model.graph.input if i.name not in inits), None)
+    if image is None or not image.type.tensor_type.HasField("shape") or not image.type.tensor_type.shape.dim:
+        return
+    first = image.type.tensor_type.shape.dim[0]
+    param = first.dim_param if first.HasField("dim_param") else None
+    for vi in [image, *model.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and (vi is image or (param and dims[0].HasField("dim_param") and dims[0].dim_param == param)):
+            dims[0].dim_value = int(batch)
 
 
 def _layer_node_index(nodes: list, layer) -> int:

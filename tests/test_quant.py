@@ -277,3 +277,72 @@ def test_bundled_models_quantized_open_in_default_session(name, tmp_path):
         unfused = predict(model, x, backend="onnxruntime")
         assert_agrees(fused, unfused, f"{name} at {tag} bits, default session")
         assert_agrees(predict(model, x, backend="numpy"), unfused, f"{name} at {tag} bits, numpy engine")
+
+
+# ----------------------------------------------------------------------------------------------
+# quantized.onnx keeps the user's graph interface
+# ----------------------------------------------------------------------------------------------
+def _fixed_batch_cnn(batch: int = 1) -> onnx.ModelProto:
+    """What ``torch.onnx.export(model, torch.randn(1, 4, 8, 8), path)`` writes: input and output
+    with batch 1, and ``x.view(x.size(0), -1)`` folded into a Reshape to the constant [1, -1]."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.4, (8, 4, 3, 3)).astype(np.float32), "conv.weight"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "conv.bias"),
+             numpy_helper.from_array(np.array([batch, -1], np.int64), "flat_shape"),
+             numpy_helper.from_array(rng.normal(0, 0.2, (5, 8 * 4 * 4)).astype(np.float32), "fc.weight"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 5).astype(np.float32), "fc.bias")]
+    nodes = [helper.make_node("Conv", ["image", "conv.weight", "conv.bias"], ["c"], name="conv",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "flat_shape"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["scores"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "fixed_batch",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 4, 8, 8])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _interface(model: onnx.ModelProto) -> list:
+    inits = {t.name for t in model.graph.initializer}
+    return [(v.name, v.type.tensor_type.elem_type,
+             [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim])
+            for v in [*(i for i in model.graph.input if i.name not in inits), *model.graph.output]]
+
+
+def test_quantize_keeps_a_fixed_batch_interface(tmp_path):
+    """A fixed-batch export through `quantize`: quantized.onnx has the user's input and output
+    names and shapes (batch 1), and the user's batch-1 code runs it in a default session."""
+    from ohq_pynq.cli import main
+    ort = pytest.importorskip("onnxruntime")
+    user = _fixed_batch_cnn()
+    src, out, calib = tmp_path / "model.onnx", tmp_path / "quantized.onnx", tmp_path / "calib.npz"
+    src.write_bytes(user.SerializeToString())
+    x = np.random.default_rng(6).normal(size=(13, 4, 8, 8)).astype(np.float32)   # not a batch multiple
+    np.savez(calib, x=x)
+    assert main(["quantize", str(src), "--bits", "8", "--calib", str(calib), "--out", str(out)]) == 0
+    q = onnx.load(str(out))
+    assert _interface(q) == _interface(user) == [("image", 1, [1, 4, 8, 8]), ("scores", 1, [1, 5])]
+    fused = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    y = np.concatenate([fused.run(["scores"], {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    ref = np.concatenate([fp32.run(["scores"], {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    assert np.abs(y - ref).max() <= 0.05 * float(ref.max() - ref.min())
+    assert_agrees(y, predict(q, x), "fixed batch, default session")
+
+
+def test_export_restores_the_batch_import_freed():
+    """Import works on a batch-free copy of a fixed-batch model and records the batch
+    (``Network.input_batch``); the export gives it back to the input and to the outputs that
+    share the input's batch dimension."""
+    batch_free = build_small_cnn(batchnorm=False)           # input (N, 1, 16, 16), output (N, 10)
+    net = prepare(batch_free)
+    net.input_batch = 1
+    x = np.random.default_rng(7).normal(size=(4, 1, 16, 16)).astype(np.float32)
+    q = quantize(net, 4, calibrate(net, x)).to_onnx()
+    assert _interface(q) == [("input", 1, [1, 1, 16, 16]), ("logits", 1, [1, 10])]
+    net.input_batch = None
+    assert _interface(quantize(net, 4, calibrate(net, x)).to_onnx()) == _interface(batch_free)

@@ -119,7 +119,7 @@ def test_qdq_export_types_and_opset(net, ranges, images):
     consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     assert consts[sat.input[1]] == 0 and consts[sat.input[2]] == 15
     assert consts[nodes["fc/SaturateInput"].input[1]] == -8 and consts[nodes["fc/SaturateInput"].input[2]] == 7
-    codes = make_executor(model, backend="numpy").run(images[:8], outputs=["dw.input_q", "fc.input_q", "dw.input_q8"])
+    codes = make_executor(model, executor="numpy").run(images[:8], outputs=["dw.input_q", "fc.input_q", "dw.input_q8"])
     assert codes["dw.input_q"].max() <= 15 and codes["dw.input_q8"].max() > 15     # the Clip is not idle
     assert codes["fc.input_q"].min() >= -8 and codes["fc.input_q"].max() <= 7
     # float-out edges only where the output does not go straight into one other layer
@@ -144,10 +144,10 @@ def test_qdq_opset_range(opset, expect):
     onnx.checker.check_model(q)
     assert next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == expect
     assert q.ir_version == onnx.helper.find_min_ir_version_for(list(q.opset_import))
-    ref = predict(q, x, backend="numpy")
-    np.testing.assert_array_equal(predict(q, x, backend="onnxruntime"), ref)
+    ref = predict(q, x, executor="numpy")
+    np.testing.assert_array_equal(predict(q, x, executor="onnxruntime"), ref)
     np.testing.assert_allclose(ref, predict(quantize(prepare(base), 4, calibrate(prepare(base), x)).to_onnx(), x,
-                                            backend="numpy"), rtol=0, atol=1e-6)
+                                            executor="numpy"), rtol=0, atol=1e-6)
 
 
 def test_output_edges(net):
@@ -249,13 +249,13 @@ def test_qdq_patterns_in_default_onnxruntime_session(pattern, tmp_path):
     x = np.random.default_rng(3).normal(size=(32, CIN, HW, HW)).astype(np.float32)
     net = prepare(PATTERNS[pattern]())
     ranges = calibrate(net, x)
-    fp32 = predict(net.model, x, backend="numpy")
+    fp32 = predict(net.model, x, executor="numpy")
     for tag, bits in _bit_configs(net.layer_names).items():
         model = quantize(net, bits, ranges).to_onnx()
         fused = _default_session(model, tmp_path).run(["logits"], {"input": x})[0]
-        unfused = predict(model, x, backend="onnxruntime")
+        unfused = predict(model, x, executor="onnxruntime")
         assert_agrees(fused, unfused, f"{pattern} at {tag} bits, default session")
-        assert_agrees(predict(model, x, backend="numpy"), unfused, f"{pattern} at {tag} bits, numpy engine")
+        assert_agrees(predict(model, x, executor="numpy"), unfused, f"{pattern} at {tag} bits, numpy engine")
         if tag == "8":
             assert np.abs(fused - fp32).max() <= 0.05 * float(fp32.max() - fp32.min())
 
@@ -274,9 +274,9 @@ def test_bundled_models_quantized_open_in_default_session(name, tmp_path):
         model = quantize(net, bits, ranges).to_onnx()
         onnx.checker.check_model(model)
         fused = _default_session(model, tmp_path).run(["logits"], {"input": x})[0]
-        unfused = predict(model, x, backend="onnxruntime")
+        unfused = predict(model, x, executor="onnxruntime")
         assert_agrees(fused, unfused, f"{name} at {tag} bits, default session")
-        assert_agrees(predict(model, x, backend="numpy"), unfused, f"{name} at {tag} bits, numpy engine")
+        assert_agrees(predict(model, x, executor="numpy"), unfused, f"{name} at {tag} bits, numpy engine")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,14 +40,14 @@ def make(out: Path) -> None:
     sources += [(name, str(model_path(name)), calib) for name in list_models()]
     for name, model, x in sources:
         net = prepare(model)
-        ranges = calibrate(net, x, backend="numpy")
+        ranges = calibrate(net, x, executor="numpy")
         layers = net.layer_names
         configs = {"8": 8, "4": 4, "mixed": {n: 4 if i % 2 else 8 for i, n in enumerate(layers)},
                    "mixed_inverse": {n: 8 if i % 2 else 4 for i, n in enumerate(layers)}}
         for tag, bits in configs.items():
             q = quantize(net, bits, ranges).to_onnx()
             (out / f"{name}_{tag}.onnx").write_bytes(q.SerializeToString())
-            np.savez(out / f"{name}_{tag}.npz", x=x, ref=predict(q, x, backend="numpy"))
+            np.savez(out / f"{name}_{tag}.npz", x=x, ref=predict(q, x, executor="numpy"))
         print(f"{name}: {len(configs)} models")
 
 

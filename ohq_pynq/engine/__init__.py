@@ -3,8 +3,10 @@
 The path every on-board stage can rely on (armv7 boards have no onnxruntime). ``Engine(model)``
 prepares the graph once; ``run`` evaluates it in micro-batches; ``forward`` returns chosen tensors
 and a tape that ``backward`` turns into ``dL/dinput``. Initializers can be replaced per call
-(``overrides``) without rebuilding anything. Convolutions use im2col + one BLAS GEMM (depthwise:
-one multiply-add per kernel tap, no im2col); nothing loops over pixels in Python.
+(``overrides``) without rebuilding anything. Convolutions use im2col + BLAS GEMM per image
+(Winograd F(2x2, 3x3) for 3x3 stride-1 layers; depthwise: one multiply and one add per kernel
+tap on a stride-phase flat layout), tiled so temporaries stay within ``memory_bytes / 8``;
+nothing loops over pixels or channels in Python.
 
 QuantizeLinear / DequantizeLinear follow opset 21 (per-tensor and per-axis, int8/uint8/int4/uint4,
 round half to even, saturate) and match onnxruntime bit for bit. 4-bit tensors are held as

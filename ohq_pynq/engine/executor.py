@@ -17,6 +17,7 @@ from .ops.quantization import QTYPES
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 
 DEFAULT_MEMORY_BYTES = 128 << 20   # working-set budget for automatic micro-batching (bytes)
+SCRATCH_FRACTION = 8               # an op's temporary buffers stay within memory_bytes / this
 
 
 def unsupported_nodes(nodes: Iterable[onnx.NodeProto]) -> list[tuple[str, str]]:
@@ -47,7 +48,8 @@ class Engine:
     """A prepared ONNX graph evaluated with numpy.
 
     ``dtype``: float type of the computation (float32; float64 for gradient checks).
-    ``memory_bytes``: working-set budget used to pick the micro-batch size in :meth:`run`.
+    ``memory_bytes``: working-set budget used to pick the micro-batch size in :meth:`run`; one
+    op's temporary buffers (e.g. im2col columns) are tiled to stay within 1/SCRATCH_FRACTION of it.
     ``keep_model``: keep the ``onnx.ModelProto`` as ``.model`` (False halves resident weights).
     """
 
@@ -56,6 +58,7 @@ class Engine:
         model = model_proto(model)
         self.model = model if keep_model else None   # keep_model=False frees the proto's weights
         self.dtype = np.dtype(dtype)
+        self._nodes_all: list[Node] = []
         self.memory_bytes = int(memory_bytes)
         g = model.graph
         opset = 21
@@ -95,6 +98,8 @@ class Engine:
                       list(nd.output), node_attributes(nd), OPS[nd.op_type], opset)
                  for idx, nd in enumerate(g.node)]
         nodes = self._toposort(nodes, set(consts) | set(self.input_names))
+        self._nodes_all = nodes
+        self.memory_bytes = self.memory_bytes        # hand the scratch bound to the nodes
         for nd in nodes:
             if nd.op == "Constant" and nd.attrs.get("value") is not None:
                 self.elem_types[nd.outputs[0]] = nd.attrs["value"].data_type
@@ -125,6 +130,16 @@ class Engine:
         self._producer = {o: nd for nd in runtime for o in nd.outputs if o}
         self._plans: dict[tuple, list[Node]] = {}
         self._per_image: dict[tuple, int] = {}
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._memory_bytes
+
+    @memory_bytes.setter
+    def memory_bytes(self, value: int) -> None:
+        self._memory_bytes = int(value)
+        for nd in self._nodes_all:
+            nd.attrs["_scratch_bytes"] = self._memory_bytes // SCRATCH_FRACTION
 
     # ---------------------------------------------------------------------------------- graph
     @staticmethod

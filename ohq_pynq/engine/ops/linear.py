@@ -4,101 +4,42 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ModelError
-from .base import Op, crop, pad_nchw, spatial, tap, unbroadcast, windows
+from .base import Op, spatial, unbroadcast
+from .convolution import DEFAULT_SCRATCH_BYTES, conv2d, conv2d_input_grad
 
 
 class Conv(Op):
+    """2-D convolution (any group, stride, dilation, pads); the kernels are in :mod:`.convolution`.
+    Temporary buffers stay within ``node.attrs["_scratch_bytes"]`` (set by the engine)."""
+
     def forward(self, node, ins, record):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
+        if x.ndim != 4:
+            raise ModelError(f"Conv {node.name!r}: only 2-D convolutions (NCHW input) are supported")
         n, c, h, wd = x.shape
         m, cg, kh, kw = w.shape
         g = int(node.attrs.get("group", 1))
         if cg * g != c:
             raise ModelError(f"Conv {node.name!r}: weight expects {cg * g} input channels, got {c}")
-        k = (kh, kw)
-        s, d, pads = spatial(node, (h, wd), k)
-        oh = (h + pads[0] + pads[2] - (kh - 1) * d[0] - 1) // s[0] + 1
-        ow = (wd + pads[1] + pads[3] - (kw - 1) * d[1] - 1) // s[1] + 1
-        out = (oh, ow)
+        s, d, pads = spatial(node, (h, wd), (kh, kw))
         if w.dtype != x.dtype:
             w = w.astype(x.dtype)
-        scratch = 0
-        if g == 1 and k == (1, 1) and s == (1, 1) and not any(pads):
-            y = np.matmul(w.reshape(m, c), x.reshape(n, c, h * wd)).reshape(n, m, oh, ow)
-        elif g == 1:
-            xp = pad_nchw(x, pads)
-            win = windows(xp, k, s, d, out)                      # (N,C,kh,kw,oh,ow)
-            cols = win.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
-            y = (w.reshape(m, -1) @ cols).reshape(m, n, oh, ow)
-            scratch = cols.nbytes + y.nbytes + (xp.nbytes if xp is not x else 0)
-            del cols, win, xp
-            y = np.ascontiguousarray(y.transpose(1, 0, 2, 3))
-        elif cg == 1:                                             # depthwise (channel multiplier mg)
-            mg = m // g
-            xp = pad_nchw(x, pads)
-            wr = w.reshape(g, mg, kh, kw)
-            y = np.zeros((n, g, mg, oh, ow), dtype=x.dtype)
-            tmp = np.empty((n, g, oh, ow), dtype=x.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    v = xp[tap(i, j, s, d, out)]
-                    for q in range(mg):
-                        np.multiply(v, wr[None, :, q, i, j, None, None], out=tmp)
-                        y[:, :, q] += tmp
-            y = y.reshape(n, m, oh, ow)
-        else:                                                     # grouped
-            mg = m // g
-            win = windows(pad_nchw(x, pads), k, s, d, out)
-            cols = win.reshape(n, g, cg * kh * kw, oh * ow)
-            scratch = cols.nbytes
-            y = np.matmul(w.reshape(g, mg, cg * kh * kw), cols).reshape(n, m, oh, ow)
+        limit = node.attrs.get("_scratch_bytes", DEFAULT_SCRATCH_BYTES)
+        y, scratch = conv2d(x, w, s, d, pads, g, limit)
         if b is not None:
             y += b.astype(y.dtype, copy=False).reshape(1, m, 1, 1)
-        saved = (w, x.shape, s, d, pads, out, g) if record else None
+        saved = (w, x.shape, s, d, pads, g, limit) if record else None
         return [y], saved, scratch
 
     def backward(self, node, saved, douts, need):
-        w, xshape, s, d, pads, out, g = saved
+        w, xshape, s, d, pads, g, limit = saved
         dy = douts[0]
         res = [None] * 3
         if not need[0] or dy is None:
             return res
-        n, c, h, wd = xshape
-        m, cg, kh, kw = w.shape
-        k = (kh, kw)
         w = w.astype(dy.dtype, copy=False)
-        if g == 1 and k == (1, 1) and s == (1, 1) and not any(pads):
-            res[0] = np.matmul(w.reshape(m, c).T, dy.reshape(n, m, -1)).reshape(xshape)
-            return res
-        hp, wp = h + pads[0] + pads[2], wd + pads[1] + pads[3]
-        dxp = np.zeros((n, c, hp, wp), dtype=dy.dtype)
-        if g == 1:
-            dy2 = dy.transpose(1, 0, 2, 3).reshape(m, -1)
-            dcols = (w.reshape(m, -1).T @ dy2).reshape(c, kh, kw, n, out[0], out[1])
-            for i in range(kh):
-                for j in range(kw):
-                    dxp[tap(i, j, s, d, out)] += dcols[:, i, j].transpose(1, 0, 2, 3)
-        elif cg == 1:
-            mg = m // g
-            dyr = dy.reshape(n, g, mg, out[0], out[1])
-            wr = w.reshape(g, mg, kh, kw)
-            for i in range(kh):
-                for j in range(kw):
-                    if mg == 1:
-                        dxp[tap(i, j, s, d, out)] += dyr[:, :, 0] * wr[None, :, 0, i, j, None, None]
-                    else:
-                        dxp[tap(i, j, s, d, out)] += (
-                            dyr * wr[None, :, :, i, j, None, None]).sum(axis=2)
-        else:
-            mg = m // g
-            wt = w.reshape(g, mg, cg * kh * kw).transpose(0, 2, 1)
-            dcols = np.matmul(wt, dy.reshape(n, g, mg, -1))   # (N,G,Cg*kh*kw,P)
-            dcols = dcols.reshape(n, c, kh, kw, out[0], out[1])
-            for i in range(kh):
-                for j in range(kw):
-                    dxp[tap(i, j, s, d, out)] += dcols[:, :, i, j]
-        res[0] = np.ascontiguousarray(crop(dxp, pads, (h, wd)))
+        res[0] = conv2d_input_grad(dy, w, xshape, s, d, pads, g, limit)[0]
         return res
 
 

@@ -6,6 +6,9 @@ import numpy as np
 
 from ...errors import UnsupportedOpError
 from .base import Op, axes_arg, crop, pad_nchw, pair, spatial, tap
+from .taps import TapGrid
+
+POOL_CHUNK_BYTES = 2 << 20    # window pools work on chunks of images of about this size (cache)
 
 
 def _pool_geometry(node, x, k):
@@ -26,9 +29,9 @@ def _pool_geometry(node, x, k):
 
 
 class _WindowPool(Op):
-    """Input gradient shared by MaxPool and AveragePool. ``forward`` saves ``(context, x shape,
-    strides, dilations, full pads, output size, kernel)``; :meth:`tap_gradient` says, from the
-    context, what output gradient flows back through kernel tap t (taps in row-major order)."""
+    """Input gradient of AveragePool. ``forward`` saves ``(context, x shape, strides, dilations,
+    full pads, output size, kernel)``; :meth:`tap_gradient` says, from the context, what output
+    gradient flows back through kernel tap t (taps in row-major order)."""
 
     def tap_gradient(self, context, dy):  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,35 +50,85 @@ class _WindowPool(Op):
                 t += 1
         return [np.ascontiguousarray(crop(dxp, full, (h, w)))]
 
-class MaxPool(_WindowPool):
+class MaxPool(Op):
+    """Max over each window on the stride-phase flat layout (:mod:`.taps`, padding = -inf): one
+    ``maximum`` per kernel tap. With ``record`` it also keeps which tap held each maximum (the
+    first one on ties, uint8) for the gradient, which routes ``dy`` back through that tap."""
+
     def forward(self, node, ins, record):
         x = ins[0]
         if len(node.outputs) > 1 and node.outputs[1]:
             raise UnsupportedOpError([(node.name, "MaxPool with Indices output")])
         k = pair(node.attrs["kernel_shape"], 1)
         s, d, _, full, out = _pool_geometry(node, x, k)
-        xp = pad_nchw(x, full, value=-np.inf)
-        y = None
-        idx = np.zeros(x.shape[:2] + out, dtype=np.uint8) if record else None
-        t = 0
-        for i in range(k[0]):
-            for j in range(k[1]):
-                v = xp[tap(i, j, s, d, out)]
-                if y is None:
-                    y = v.copy()
+        n, c, h, w = x.shape
+        grid = TapGrid((h, w), full, k, s, d, out)
+        if len(grid.taps) > 255 and record:
+            raise UnsupportedOpError([(node.name, "MaxPool gradient with more than 255 taps")])
+        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        per_image = (len(grid.phases) * grid.length + 2 * grid.L) * c * x.itemsize
+        nb = max(1, min(n, max(POOL_CHUNK_BYTES, per_image) // per_image))
+        bufs = np.full((len(grid.phases), nb, c, grid.length), lowest, dtype=x.dtype)
+        acc_buf = np.empty((nb, c, grid.L), dtype=x.dtype)
+        y = np.empty((n, c) + out, dtype=x.dtype)
+        idx = None
+        if record:      # masked numpy ops (where=) are slow: plain bool / uint8 arithmetic instead
+            idx = np.empty((n, c, grid.L), dtype=np.uint8)
+            hit = np.empty((nb, c, grid.L), dtype=bool)
+            step = np.empty((nb, c, grid.L), dtype=np.uint8)
+        for n0 in range(0, n, nb):
+            b = min(nb, n - n0)
+            grid.scatter(x[n0:n0 + b], bufs)
+            acc = acc_buf[:b]
+            for t, (_, _, p, off) in enumerate(grid.taps):
+                src = bufs[p, :b, :, off:off + grid.L]
+                if t == 0:
+                    acc[...] = src
                 else:
-                    if record:
-                        better = v > y
-                        idx[better] = t
-                        np.copyto(y, v, where=better)
-                    else:
-                        np.maximum(y, v, out=y)
-                t += 1
-        saved = (idx, x.shape, s, d, full, out, k) if record else None
-        return [y], saved, 0
+                    np.maximum(acc, src, out=acc)
+            if record:
+                # the first tap holding the maximum: taps in reverse, idx <- t where src == max
+                # (idx + (t - idx) * hit, in wrapping uint8 arithmetic)
+                ib, hb, sb = idx[n0:n0 + b], hit[:b], step[:b]
+                for t in range(len(grid.taps) - 1, -1, -1):
+                    _, _, p, off = grid.taps[t]
+                    np.equal(bufs[p, :b, :, off:off + grid.L], acc, out=hb)
+                    if t == len(grid.taps) - 1:
+                        np.multiply(hb, np.uint8(t), out=ib)
+                        continue
+                    np.subtract(np.uint8(t), ib, out=sb)
+                    np.multiply(sb, hb, out=sb)
+                    ib += sb
+            y[n0:n0 + b] = grid.grid_view(acc)
+        scratch = bufs.nbytes + acc_buf.nbytes + (hit.nbytes + step.nbytes if record else 0)
+        saved = (idx, grid, x.shape, x.dtype) if record else None
+        return [y], saved, scratch
 
-    def tap_gradient(self, idx, dy):
-        return lambda t: np.where(idx == t, dy, 0)      # idx: the tap that held each maximum
+    def backward(self, node, saved, douts, need):
+        if not need[0]:
+            return [None]
+        idx, grid, xshape, _ = saved
+        dy = douts[0]
+        n, c = xshape[:2]
+        per_image = (len(grid.phases) * grid.length + 2 * grid.L) * c * dy.itemsize
+        nb = max(1, min(n, max(POOL_CHUNK_BYTES, per_image) // per_image))
+        dyg_buf = np.zeros((nb, c, grid.L), dtype=dy.dtype)   # zeros in the grid's padding columns
+        share_buf = np.empty_like(dyg_buf)
+        hit_buf = np.empty((nb, c, grid.L), dtype=bool)
+        acc = grid.buffers(nb, c, dy.dtype)
+        dx = np.empty(xshape, dtype=dy.dtype)
+        for n0 in range(0, n, nb):
+            b = min(nb, n - n0)
+            dyg, share, hit = dyg_buf[:b], share_buf[:b], hit_buf[:b]
+            grid.grid_view(dyg)[...] = dy[n0:n0 + b]
+            if n0:
+                acc[...] = 0
+            for t, (_, _, p, off) in enumerate(grid.taps):
+                np.equal(idx[n0:n0 + b], np.uint8(t), out=hit)
+                np.multiply(dyg, hit, out=share)
+                acc[p, :b, :, off:off + grid.L] += share
+            grid.gather(acc[:, :b], dx[n0:n0 + b])
+        return [dx]
 
 
 class AveragePool(_WindowPool):

@@ -166,8 +166,9 @@ def _winograd_geometry(in_hw, pads, out_hw):
 def _winograd_bytes(c, m, oh, ow, isz):
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     plane, grid = (th + 1) * (tw + 1) + 1, th * (tw + 1)
-    # input phases, column-transformed rows (8 per tile position), V and M (16 each)
-    return (4 * c * plane + 8 * c * plane + 16 * c * grid + 16 * m * grid) * isz
+    # input phases (4) and one column-transformed pair (2) per plane; V (4) and M (4) of one
+    # column index, and the output accumulators (4) per grid
+    return (6 * c * plane + 4 * c * grid + 8 * m * grid) * isz
 
 
 def winograd3x3(x, u, pads, out_hw, limit, y):
@@ -177,7 +178,9 @@ def winograd3x3(x, u, pads, out_hw, limit, y):
 
     The tiles are read from the 2x2 stride-phase flat layout (:mod:`.taps`), where every tap of
     every tile is a contiguous slice: the transforms are whole-array adds over long rows. Tile
-    (s, t) sits at grid position s * wq + t (wq = tw + 1; the extra column is discarded)."""
+    (s, t) sits at grid position s * wq + t (wq = tw + 1; the extra column is discarded). The
+    work goes one transformed column index b at a time (V_.b, then its 4 GEMMs, then its share
+    of the output), which keeps a quarter of V and M alive."""
     n, c, h, wd = x.shape
     m = u.shape[1]
     oh, ow = out_hw
@@ -186,54 +189,67 @@ def winograd3x3(x, u, pads, out_hw, limit, y):
     plane = grid.hq * wq
     nb = _chunk(n, _winograd_bytes(c, m, oh, ow, x.itemsize), limit)
     dt = x.dtype
+    u4 = u.reshape(4, 4, m, c) if u.flags.c_contiguous else u.transpose(0, 2, 1).reshape(4, 4, c, m).transpose(0, 1, 3, 2)
     bufs = grid.buffers(nb, c, dt)                          # (4 phases, nb, c, plane + 1)
-    e_buf = np.empty(8 * nb * c * plane, dtype=dt)
-    v_buf = np.empty(16 * c * nb * L, dtype=dt)
-    m_buf = np.empty(16 * m * nb * L, dtype=dt)
+    e_buf = np.empty(2 * nb * c * plane, dtype=dt)
+    v_buf = np.empty(4 * c * nb * L, dtype=dt)
+    m_buf = np.empty(4 * m * nb * L, dtype=dt)
+    y_buf = np.empty(4 * m * nb * L, dtype=dt)
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
+        nt = b * L
         grid.scatter(x[n0:n0 + b], bufs)
         ph = bufs[:, :b]
-        # columns: E[r, j] over every tile row position, r = row phase, j = B^T row
-        e = e_buf[:8 * b * c * plane].reshape(2, 4, b, c, plane)
-        for r in range(2):
-            p0, p1 = ph[2 * r], ph[2 * r + 1]                 # column phases 0 and 1 of row phase r
-            np.subtract(p0[..., 0:plane], p0[..., 1:plane + 1], out=e[r, 0])
-            np.add(p1[..., 0:plane], p0[..., 1:plane + 1], out=e[r, 1])
-            np.subtract(p0[..., 1:plane + 1], p1[..., 0:plane], out=e[r, 2])
-            np.subtract(p1[..., 0:plane], p1[..., 1:plane + 1], out=e[r, 3])
-        # rows: tile rows 0, 1, 2, 3 are E[0], E[1] at offsets 0 and wq
-        nt = b * L
-        vv = v_buf[:16 * c * nt].reshape(16, c, nt)
-        v = vv.reshape(4, 4, c, b, L).transpose(0, 1, 3, 2, 4)    # (4, 4, b, c, L) view
+        e = e_buf[:2 * b * c * plane].reshape(2, b, c, plane)
+        vv = v_buf[:4 * c * nt].reshape(4, c, nt)
+        v = vv.reshape(4, c, b, L).transpose(0, 2, 1, 3)          # (4, b, c, L) view
+        mj = m_buf[:4 * m * nt].reshape(4, m, nt)
+        yo = y_buf[:4 * m * nt].reshape(2, 2, m, nt)              # output (row i, column j)
         for j in range(4):
-            r0, r1 = e[0, j, ..., 0:L], e[1, j, ..., 0:L]
-            r2, r3 = e[0, j, ..., wq:wq + L], e[1, j, ..., wq:wq + L]
-            np.subtract(r0, r2, out=v[0, j])
-            np.add(r1, r2, out=v[1, j])
-            np.subtract(r2, r1, out=v[2, j])
-            np.subtract(r1, r3, out=v[3, j])
-        mm = m_buf[:16 * m * nt].reshape(16, m, nt)
-        np.matmul(u, vv, out=mm)
-        mo = mm.reshape(4, 4, m, nt)
-        # A^T M A in place: rows S_0 = M_0 + M_1 + M_2 (into M_0), S_1 = M_1 - M_2 - M_3 (into M_3),
-        # then the same over columns (into S_i[0] and S_i[3])
-        for j in range(4):
-            np.subtract(mo[1, j], mo[3, j], out=mo[3, j])
-            mo[3, j] -= mo[2, j]
-            mo[0, j] += mo[1, j]
-            mo[0, j] += mo[2, j]
-        for si in (mo[0], mo[3]):
-            np.subtract(si[1], si[3], out=si[3])
-            si[3] -= si[2]
-            si[0] += si[1]
-            si[0] += si[2]
+            # column transform j (B^T row j) of both row phases, over every tile row position
+            for r in range(2):
+                p0, p1 = ph[2 * r], ph[2 * r + 1]                 # column phases 0 and 1
+                a0, a1 = (p0, p0) if j == 0 else (p1, p0) if j in (1, 2) else (p1, p1)
+                op = np.add if j == 1 else np.subtract
+                if j == 2:
+                    np.subtract(p0[..., 1:plane + 1], p1[..., 0:plane], out=e[r])
+                else:
+                    op(a0[..., 0:plane], a1[..., 1:plane + 1], out=e[r])
+            # row transform: tile rows 0, 1, 2, 3 are E[0], E[1] at offsets 0 and wq
+            r0, r1, r2, r3 = e[0, ..., 0:L], e[1, ..., 0:L], e[0, ..., wq:wq + L], e[1, ..., wq:wq + L]
+            np.subtract(r0, r2, out=v[0])
+            np.add(r1, r2, out=v[1])
+            np.subtract(r2, r1, out=v[2])
+            np.subtract(r1, r3, out=v[3])
+            np.matmul(u4[:, j], vv, out=mj)
+            # A^T rows: S_0 = M_0 + M_1 + M_2, S_1 = M_1 - M_2 - M_3; then A^T over columns:
+            # Y_i0 = S_i(j=0) + S_i(1) + S_i(2), Y_i1 = S_i(1) - S_i(2) - S_i(3)
+            if j in (0, 1):
+                for i in range(2):
+                    dst = yo[i, j]
+                    if i == 0:
+                        np.add(mj[0], mj[1], out=dst)
+                        dst += mj[2]
+                    else:
+                        np.subtract(mj[1], mj[2], out=dst)
+                        dst -= mj[3]
+                    if j == 1:
+                        yo[i, 0] += dst
+                continue
+            np.subtract(mj[1], mj[3], out=mj[3])
+            mj[3] -= mj[2]
+            mj[0] += mj[1]
+            mj[0] += mj[2]
+            for i, si in ((0, mj[0]), (1, mj[3])):
+                if j == 2:
+                    yo[i, 0] += si
+                yo[i, 1] -= si
         yc = y[n0:n0 + b].transpose(1, 0, 2, 3)                   # (m, b, oh, ow) view
-        for i, si in ((0, mo[0]), (1, mo[3])):
-            for j, q in ((0, 0), (1, 3)):
+        for i in range(2):
+            for j in range(2):
                 ri, cj = (oh - i + 1) // 2, (ow - j + 1) // 2
-                yc[:, :, i::2, j::2] = si[q].reshape(m, b, grid.out_hw[0], wq)[:, :, :ri, :cj]
-    return bufs.nbytes + e_buf.nbytes + v_buf.nbytes + m_buf.nbytes
+                yc[:, :, i::2, j::2] = yo[i, j].reshape(m, b, grid.out_hw[0], wq)[:, :, :ri, :cj]
+    return bufs.nbytes + e_buf.nbytes + v_buf.nbytes + m_buf.nbytes + y_buf.nbytes
 
 
 def depthwise(x, w, s, d, pads, out_hw, limit, y):

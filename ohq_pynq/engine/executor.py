@@ -12,6 +12,7 @@ from onnx import TensorProto
 from ..errors import DataError, ModelError, UnsupportedOpError
 from ..onnx_loader import model_proto, node_attributes, tensor_to_array
 from .ops import OPS, Node
+from .ops.base import Inputs
 from .ops.quantization import QTYPES
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
@@ -286,8 +287,9 @@ class Engine:
         entries: list = []
         tape_bytes = 0
         peak = live_bytes = sum(v.nbytes for v in feeds.values())
+        pinned: set[int] = set(const_ids)     # arrays an op must not overwrite (see _donations)
         for nd in plan:
-            ins = []
+            ins = Inputs()
             for i in nd.inputs:
                 if not i:
                     ins.append(None)
@@ -295,16 +297,21 @@ class Engine:
                     ins.append(live[i])
                 else:
                     ins.append(env[i])
+            ins.donated = _donations(nd, live, refs, wanted_set, feeds, pinned)
+            reused = {id(ins[k]) for k in ins.donated}
             grad_node = record and nd.spec.differentiable and any(i in requires for i in nd.inputs)
             outs, saved, scratch = _run_node(nd, ins, grad_node)
-            del ins
             for o, v in zip(nd.outputs, outs):
                 if o:
                     live[o] = v
-                    live_bytes += getattr(v, "nbytes", 0)
+                    if id(v) not in reused:          # an overwritten input is counted already
+                        live_bytes += getattr(v, "nbytes", 0)
+                    _pin_aliases(v, ins, pinned)
+            del ins
             if grad_node:
                 entries.append((nd, saved))
                 tape_bytes += _nbytes(saved, const_ids)
+                _pin_arrays(saved, pinned)
                 for o, v in zip(nd.outputs, outs):
                     if o and (np.asarray(v).dtype.kind == "f" or nd.op == "QuantizeLinear"):
                         requires.add(o)
@@ -313,7 +320,8 @@ class Engine:
                 if i and i in refs:
                     refs[i] -= 1
                     if refs[i] == 0 and i in live and i not in wanted_set and i not in feeds:
-                        live_bytes -= getattr(live[i], "nbytes", 0)
+                        if id(live[i]) not in reused:    # else it lives on as an output
+                            live_bytes -= getattr(live[i], "nbytes", 0)
                         del live[i]
             for o in nd.outputs:
                 if o and o not in refs and o not in wanted_set and o in live:
@@ -417,6 +425,53 @@ def _run_node(nd, ins, grad):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"node {nd.name!r} ({nd.op}) cannot run on inputs of shape {shapes}: "
                          f"{first}") from err
+
+
+# ------------------------------------------------------------------------ in-place donation
+# An input array whose last use is this node, that is no graph output, no feed, no constant, owns
+# its memory, and that no view, no other tensor name and no tape entry refers to, is "donated":
+# the op may overwrite it (in-place elementwise ops: less memory, fewer cache misses).
+
+def _donations(nd, live, refs, wanted, feeds, pinned) -> frozenset:
+    """Positions of ``nd``'s inputs the op may overwrite."""
+    out = []
+    for k, i in enumerate(nd.inputs):
+        if not i or refs.get(i) != 1 or i in wanted or i in feeds:
+            continue
+        a = live.get(i)
+        if (isinstance(a, np.ndarray) and a.base is None and a.flags.writeable
+                and id(a) not in pinned):
+            out.append(k)
+    return frozenset(out)
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _pin_aliases(v, ins, pinned: set) -> None:
+    """An output that is a view, or one of the (not donated) inputs itself, shares memory with
+    another tensor: neither may be overwritten from now on."""
+    if not isinstance(v, np.ndarray):
+        return
+    if v.base is not None:
+        pinned.add(id(_root(v)))
+    else:
+        for k, a in enumerate(ins):
+            if a is v and k not in ins.donated:
+                pinned.add(id(v))
+
+
+def _pin_arrays(obj, pinned: set) -> None:
+    """Arrays (and the arrays they view) held by a tape entry."""
+    if isinstance(obj, np.ndarray):
+        pinned.add(id(obj))
+        pinned.add(id(_root(obj)))
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _pin_arrays(o, pinned)
 
 
 def _nbytes(obj, skip_ids=frozenset()) -> int:

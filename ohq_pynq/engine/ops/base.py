@@ -43,6 +43,19 @@ class Op:
         raise NotImplementedError
 
 
+class Inputs(list):
+    """The input list the engine passes to ``Op.forward``; ``donated`` holds the positions of
+    inputs whose arrays die at this node and that nothing else refers to: the op may overwrite
+    them (and return one as its output). Plain lists (ops called directly) donate nothing."""
+
+    donated: frozenset = frozenset()
+
+
+def donated(ins, k: int) -> bool:
+    """Whether ``Op.forward`` may overwrite input ``k``."""
+    return k in getattr(ins, "donated", ())
+
+
 class NonDifferentiable(Op):
     """Ops on shapes/integers: never on a gradient path (``backward`` raises if they are)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ModelError
-from .base import Op, spatial, unbroadcast
+from .base import Op, donated, spatial, unbroadcast
 from .convolution import DEFAULT_SCRATCH_BYTES, conv2d, conv2d_input_grad
 
 
@@ -44,18 +44,33 @@ class Conv(Op):
 
 
 class BatchNormalization(Op):
-    """Inference form: y = (x - mean) / sqrt(var + eps) * scale + bias (running statistics)."""
+    """Inference form: y = (x - mean) / sqrt(var + eps) * scale + bias (running statistics), as
+    y = x * a + b with a, b computed in float64 once per parameter set (cached on the node)."""
+
+    def affine(self, node, ins, dt):
+        params = ins[1:5]
+        cached = node.attrs.get("_bn_affine")
+        if cached is not None and cached[2] == dt and all(p is q for p, q in zip(cached[0], params)):
+            return cached[1]
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
+        eps = float(node.attrs.get("epsilon", 1e-5))
+        a = scale / np.sqrt(var + eps)
+        b = bias - mean * a
+        ab = (a.astype(dt), b.astype(dt))
+        node.attrs["_bn_affine"] = (tuple(params), ab, dt)      # keeps the parameter arrays alive
+        return ab
 
     def forward(self, node, ins, record):
-        x, scale, bias, mean, var = ins[:5]
-        eps = float(node.attrs.get("epsilon", 1e-5))
-        dt = x.dtype
-        a = (scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps))
-        b = bias.astype(np.float64) - mean.astype(np.float64) * a
+        x = ins[0]
+        a, b = self.affine(node, ins, x.dtype)
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        a = a.astype(dt).reshape(shape)
-        y = x * a
-        y += b.astype(dt).reshape(shape)
+        a, b = a.reshape(shape), b.reshape(shape)
+        if donated(ins, 0) and x.dtype.kind == "f":
+            y = x
+            y *= a
+        else:
+            y = x * a
+        y += b
         return [y], (a if record else None), 0
 
     def backward(self, node, saved, douts, need):

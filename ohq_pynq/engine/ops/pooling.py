@@ -164,8 +164,13 @@ class AveragePool(_WindowPool):
 class GlobalAveragePool(Op):
     def forward(self, node, ins, record):
         x = ins[0]
-        axes = tuple(range(2, x.ndim))
-        return [x.mean(axis=axes, keepdims=True, dtype=x.dtype)], (x.shape if record else None), 0
+        n, c = x.shape[:2]
+        cnt = int(np.prod(x.shape[2:]))
+        flat = x.reshape(n, c, cnt)                   # a sum over one axis: pairwise, in x's dtype
+        y = np.add.reduce(flat, axis=2, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+        y *= y.dtype.type(1 / cnt)
+        y = y.astype(x.dtype, copy=False).reshape((n, c) + (1,) * (x.ndim - 2))
+        return [y], (x.shape if record else None), 0
 
     def backward(self, node, saved, douts, need):
         if not need[0]:

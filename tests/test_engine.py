@@ -188,6 +188,30 @@ def _with_outputs(model, names):
     return m
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+def test_last_peak_bytes_is_honest(arch):
+    """The engine's working-set estimate (live tensors + tape + op scratch) against the peak of
+    numpy allocations that tracemalloc sees during the same forward."""
+    import tracemalloc
+    zoo = _zoo()
+    if zoo is None:
+        pytest.skip("ohq_pynq.zoo not available yet")
+    model = getattr(zoo, arch)(resolution=64, batchnorm="kept", seed=0)
+    eng = Engine(model, memory_bytes=8 << 20)          # 1 MB of scratch: convs are tiled
+    x = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    bn_inputs = [nd.inputs[0] for nd in eng.nodes_of_type("BatchNormalization")]
+    for outputs, record in ((None, False), (bn_inputs, True)):
+        eng.forward(x, outputs, record=record)
+        tracemalloc.start()
+        vals, tape = eng.forward(x, outputs, record=record)
+        traced = tracemalloc.get_traced_memory()[1] + x.nbytes     # the input is counted too
+        tracemalloc.stop()
+        del vals, tape
+        # + numpy's own ufunc iteration buffers (up to ~100 KB per call, any array size)
+        assert traced <= 1.05 * eng.last_peak_bytes + (256 << 10), (record, traced, eng.last_peak_bytes)
+        assert eng.last_peak_bytes <= 2 * traced
+
+
 def test_override_propagates_through_folded_dequantize():
     rng = np.random.default_rng(5)
     wq = rng.integers(-8, 8, (4, 2, 1, 1))

@@ -298,9 +298,10 @@ class Engine:
                 else:
                     ins.append(env[i])
             ins.donated = _donations(nd, live, refs, wanted_set, feeds, pinned)
-            reused = {id(ins[k]) for k in ins.donated}
             grad_node = record and nd.spec.differentiable and any(i in requires for i in nd.inputs)
             outs, saved, scratch = _run_node(nd, ins, grad_node)
+            # donated inputs the op returned as an output (overwritten in place)
+            reused = {id(ins[k]) for k in ins.donated} & {id(v) for v in outs}
             for o, v in zip(nd.outputs, outs):
                 if o:
                     live[o] = v

@@ -136,13 +136,14 @@ def im2col_gemm(x, w2, k, s, d, pads, out_hw, limit, y):
 
 def use_winograd(n, c, m, out_hw, isz, limit) -> bool:
     """Winograd pays when channels are not tiny, a chunk has enough tiles to amortise the
-    transforms, and one image's buffers fit the scratch bound (it is not split into bands)."""
+    transforms, and the transformed kernel plus one image's buffers fit the scratch bound."""
     oh, ow = out_hw
+    room = limit - 16 * m * c * isz                       # after the kernel U
     per_image = _winograd_bytes(c, m, oh, ow, isz)
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     saving = 9 * oh * ow / (16 * th * (tw + 1))          # multiplies: direct / Winograd grid
-    return (c >= 8 and m >= 8 and per_image <= limit and saving >= WINOGRAD_MIN_SAVING
-            and th * tw * _chunk(n, per_image, limit) >= WINOGRAD_MIN_TILES)
+    return (c >= 8 and m >= 8 and per_image <= room and saving >= WINOGRAD_MIN_SAVING
+            and th * tw * _chunk(n, per_image, room) >= WINOGRAD_MIN_TILES)
 
 
 def winograd_kernel(w, flip=False):
@@ -187,7 +188,7 @@ def winograd3x3(x, u, pads, out_hw, limit, y):
     grid = _winograd_geometry((h, wd), pads, out_hw)
     wq, L = grid.wq, grid.L
     plane = grid.hq * wq
-    nb = _chunk(n, _winograd_bytes(c, m, oh, ow, x.itemsize), limit)
+    nb = _chunk(n, _winograd_bytes(c, m, oh, ow, x.itemsize), limit - u.nbytes)
     dt = x.dtype
     u4 = u.reshape(4, 4, m, c) if u.flags.c_contiguous else u.transpose(0, 2, 1).reshape(4, 4, c, m).transpose(0, 1, 3, 2)
     bufs = grid.buffers(nb, c, dt)                          # (4 phases, nb, c, plane + 1)
@@ -249,7 +250,7 @@ def winograd3x3(x, u, pads, out_hw, limit, y):
             for j in range(2):
                 ri, cj = (oh - i + 1) // 2, (ow - j + 1) // 2
                 yc[:, :, i::2, j::2] = yo[i, j].reshape(m, b, grid.out_hw[0], wq)[:, :, :ri, :cj]
-    return bufs.nbytes + e_buf.nbytes + v_buf.nbytes + m_buf.nbytes + y_buf.nbytes
+    return u.nbytes + bufs.nbytes + e_buf.nbytes + v_buf.nbytes + m_buf.nbytes + y_buf.nbytes
 
 
 def depthwise(x, w, s, d, pads, out_hw, limit, y):

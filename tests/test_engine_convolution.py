@@ -1,6 +1,7 @@
 """ohq_pynq.engine.ops.convolution / .taps: every conv kernel (im2col GEMM whole, in image chunks
-and in row bands; Winograd F(2x2, 3x3); depthwise with channel multipliers; grouped) against a
-direct float64 reference, forward and input gradient, and the scratch bound."""
+and in row bands, per image, side by side or through the stride-phase layout; Winograd
+F(2x2, 3x3); depthwise with channel multipliers; grouped) against a direct float64 reference,
+forward and input gradient, and the scratch bound."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,6 +46,9 @@ GEOMETRY = [  # kernel, stride, dilation, pads (t, l, b, r), input size
     ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0), (7, 8)),
     ((3, 2), (2, 1), (1, 2), (1, 0, 2, 1), (8, 9)),
     ((7, 7), (2, 2), (1, 1), (3, 3, 3, 3), (15, 16)),
+    # outputs of >= GEMM_MIN_COLUMNS pixels: strided dense convs through the phase layout
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1), (34, 36)),
+    ((5, 5), (2, 2), (2, 1), (2, 1, 2, 0), (41, 37)),
 ]
 LIMITS = {"whole": 1 << 30, "row bands": 1}
 

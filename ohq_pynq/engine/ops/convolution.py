@@ -81,6 +81,8 @@ def conv2d(x, w, s, d, pads, group, limit, out=None):
     if group == 1:
         if k == (3, 3) and s == (1, 1) and d == (1, 1) and use_winograd(n, c, m, (oh, ow), x.itemsize, limit):
             return out, winograd3x3(x, winograd_kernel(w), pads, (oh, ow), limit, out)
+        if s != (1, 1) and k != (1, 1) and oh * ow >= GEMM_MIN_COLUMNS:
+            return out, grid_im2col_gemm(x, w.reshape(m, -1), k, s, d, pads, (oh, ow), limit, out)
         return out, im2col_gemm(x, w.reshape(m, -1), k, s, d, pads, (oh, ow), limit, out)
     if cg == 1:
         return out, depthwise(x, w, s, d, pads, (oh, ow), limit, out)
@@ -132,6 +134,50 @@ def im2col_gemm(x, w2, k, s, d, pads, out_hw, limit, y):
             dst = _view(y[n0:n0 + b, :, r0:r0 + nr], (b, m, nr * ow))
             np.matmul(w2, cols.reshape(b, kk, nr * ow), out=dst)
     return cols_buf.nbytes + (xp_buf.nbytes if xp_buf is not None else 0) + (y_buf.nbytes if side else 0)
+
+
+def _grid_rows(grid, kk, m, c, isz, limit):
+    """(images per chunk, grid rows per band) for the grid im2col / col2im of one conv."""
+    oh = grid.out_hw[0]
+    phases = len(grid.phases) * c * grid.length * isz        # per image
+    per_row = (kk + m) * grid.wq * isz                        # columns and GEMM result per grid row
+    per_image = phases + per_row * oh
+    if per_image <= limit:
+        return max(1, limit // per_image), oh
+    return 1, max(1, min(oh, (limit - phases) // per_row))
+
+
+def grid_im2col_gemm(x, w2, k, s, d, pads, out_hw, limit, y):
+    """Strided dense conv into ``y`` through the stride-phase flat layout (:mod:`.taps`): each
+    tap's columns are one contiguous slice of a phase image (no strided gathers), the GEMM runs
+    on the output grid (``wq`` columns per row, a few more than ``ow``) and the valid columns are
+    copied into ``y``. Chunked over images, one image in bands of output rows."""
+    n, c, h, wd = x.shape
+    m = w2.shape[0]
+    grid = TapGrid((h, wd), pads, k, s, d, out_hw)
+    taps = len(grid.taps)
+    kk = c * taps
+    isz = x.itemsize
+    nb, rows = _grid_rows(grid, kk, m, c, isz, limit)
+    nb = min(nb, n)
+    wq = grid.wq
+    bufs = grid.buffers(nb, c, x.dtype)
+    cols_buf = np.empty(nb * kk * rows * wq, dtype=x.dtype)
+    y_buf = np.empty(nb * m * rows * wq, dtype=x.dtype)
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        grid.scatter(x[n0:n0 + b], bufs)
+        for r0 in range(0, out_hw[0], rows):
+            nr = min(rows, out_hw[0] - r0)
+            band = nr * wq
+            cols = cols_buf[:b * kk * band].reshape(b, c, taps, band)
+            for t, (_, _, p, off) in enumerate(grid.taps):
+                o = off + r0 * wq
+                cols[:, :, t] = bufs[p, :b, :, o:o + band]
+            yg = y_buf[:b * m * band].reshape(b, m, band)
+            np.matmul(w2, cols.reshape(b, kk, band), out=yg)
+            y[n0:n0 + b, :, r0:r0 + nr] = yg.reshape(b, m, nr, wq)[..., :out_hw[1]]
+    return bufs.nbytes + cols_buf.nbytes + y_buf.nbytes
 
 
 def use_winograd(n, c, m, out_hw, isz, limit) -> bool:
@@ -302,6 +348,8 @@ def conv2d_input_grad(dy, w, xshape, s, d, pads, group, limit):
         if use_winograd(n, m, c, (h, wd), dy.itemsize, limit):
             bp = tuple(2 - p for p in pads)
             return dx, winograd3x3(dy, winograd_kernel(w, flip=True), bp, (h, wd), limit, dx)
+    if group == 1 and s != (1, 1) and k != (1, 1) and dy.shape[2] * dy.shape[3] >= GEMM_MIN_COLUMNS:
+        return dx, grid_col2im_gemm(dy, w.reshape(m, -1), k, s, d, pads, dx, limit)
     mg, scratch = m // group, 0
     for g in range(group):
         w2 = w[g * mg:(g + 1) * mg].reshape(mg, -1)
@@ -356,6 +404,44 @@ def col2im_gemm(dy, w2, k, s, d, pads, dx, limit):
                     dxp[:, :, r:r + s[0] * (nr - 1) + 1:s[0], q:q + s[1] * (ow - 1) + 1:s[1]] += cols6[:, :, i, j]
         dx[n0:n0 + b] = dxp[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + wd]
     return cols_buf.nbytes + dxp_buf.nbytes + (dy_buf.nbytes if side else 0)
+
+
+def grid_col2im_gemm(dy, w2, k, s, d, pads, dx, limit):
+    """Input gradient of a strided dense conv through the stride-phase flat layout: ``dy`` on
+    the output grid (zeros in its padding columns), columns ``w2^T @ dy`` per image, each tap's
+    columns added to one contiguous slice of a phase image, the phases gathered into ``dx``."""
+    n, c, h, wd = dx.shape
+    m = w2.shape[0]
+    out_hw = dy.shape[2:]
+    grid = TapGrid((h, wd), pads, k, s, d, out_hw)
+    taps = len(grid.taps)
+    kk = c * taps
+    isz = dy.itemsize
+    nb, rows = _grid_rows(grid, kk, m, c, isz, limit)
+    nb = min(nb, n)
+    wq = grid.wq
+    acc = grid.buffers(nb, c, dy.dtype)
+    cols_buf = np.empty(nb * kk * rows * wq, dtype=dy.dtype)
+    dyg_buf = np.empty(nb * m * rows * wq, dtype=dy.dtype)
+    wt = w2.T
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        if n0:
+            acc[...] = 0
+        for r0 in range(0, out_hw[0], rows):
+            nr = min(rows, out_hw[0] - r0)
+            band = nr * wq
+            dyg = dyg_buf[:b * m * band].reshape(b, m, nr, wq)
+            dyg[..., :out_hw[1]] = dy[n0:n0 + b, :, r0:r0 + nr]
+            dyg[..., out_hw[1]:] = 0                             # the grid's padding columns
+            cols = cols_buf[:b * kk * band].reshape(b, kk, band)
+            np.matmul(wt, dyg.reshape(b, m, band), out=cols)
+            cols4 = cols.reshape(b, c, taps, band)
+            for t, (_, _, p, off) in enumerate(grid.taps):
+                o = off + r0 * wq
+                acc[p, :b, :, o:o + band] += cols4[:, :, t]
+        grid.gather(acc[:, :b], dx[n0:n0 + b])
+    return acc.nbytes + cols_buf.nbytes + dyg_buf.nbytes
 
 
 def depthwise_input_grad(dy, w, xshape, s, d, pads, limit):

@@ -311,8 +311,11 @@ class Engine:
             del ins
             if grad_node:
                 entries.append((nd, saved))
-                tape_bytes += _nbytes(saved, const_ids)
-                _pin_arrays(saved, pinned)
+                held = _arrays(saved)
+                tape_bytes += sum(a.nbytes for a in held if id(a) not in const_ids)
+                for a in held:                       # the tape needs them: never overwrite
+                    pinned.add(id(a))
+                    pinned.add(id(_root(a)))
                 for o, v in zip(nd.outputs, outs):
                     if o and (np.asarray(v).dtype.kind == "f" or nd.op == "QuantizeLinear"):
                         requires.add(o)
@@ -465,20 +468,13 @@ def _pin_aliases(v, ins, pinned: set) -> None:
                 pinned.add(id(v))
 
 
-def _pin_arrays(obj, pinned: set) -> None:
-    """Arrays (and the arrays they view) held by a tape entry."""
-    if isinstance(obj, np.ndarray):
-        pinned.add(id(obj))
-        pinned.add(id(_root(obj)))
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            _pin_arrays(o, pinned)
-
-
-def _nbytes(obj, skip_ids=frozenset()) -> int:
-    """Bytes held by arrays in a (nested) tape entry, not counting the model's constants."""
-    if isinstance(obj, np.ndarray):
-        return 0 if id(obj) in skip_ids else int(obj.nbytes)
-    if isinstance(obj, (tuple, list)):
-        return sum(_nbytes(o, skip_ids) for o in obj)
-    return 0
+def _arrays(obj) -> list:
+    """The arrays in a (nested tuple / list) tape entry."""
+    out, stack = [], [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, np.ndarray):
+            out.append(o)
+        elif isinstance(o, (tuple, list)):
+            stack.extend(e for e in o if not isinstance(e, (int, float, str)))
+    return out

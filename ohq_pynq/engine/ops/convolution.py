@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import windows
-from .taps import TapGrid
+from .taps import tap_grid
 
 # Winograd F(2x2, 3x3): output tile = A^T [(G g G^T) * (B^T d B)] A
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -122,7 +122,10 @@ def im2col_gemm(x, w2, k, s, d, pads, out_hw, limit, y):
         xp = _fill(xp_buf, x[n0:n0 + b], pads)
         if side:
             cols = cols_buf[:kk * b * oh * ow].reshape(c, k[0], k[1], b, oh, ow)
-            cols[...] = windows(xp, k, s, d, (oh, ow)).transpose(1, 2, 3, 0, 4, 5)
+            if k == (1, 1):                      # no tap axes: a (strided) transposing copy
+                cols[:, 0, 0] = xp[:, :, :s[0] * (oh - 1) + 1:s[0], :s[1] * (ow - 1) + 1:s[1]].transpose(1, 0, 2, 3)
+            else:
+                cols[...] = windows(xp, k, s, d, (oh, ow)).transpose(1, 2, 3, 0, 4, 5)
             yb = y_buf[:m * b * oh * ow].reshape(m, b * oh * ow)
             np.matmul(w2, cols.reshape(kk, b * oh * ow), out=yb)
             y[n0:n0 + b] = yb.reshape(m, b, oh, ow).transpose(1, 0, 2, 3)
@@ -154,7 +157,7 @@ def grid_im2col_gemm(x, w2, k, s, d, pads, out_hw, limit, y):
     copied into ``y``. Chunked over images, one image in bands of output rows."""
     n, c, h, wd = x.shape
     m = w2.shape[0]
-    grid = TapGrid((h, wd), pads, k, s, d, out_hw)
+    grid = tap_grid((h, wd), tuple(pads), tuple(k), tuple(s), tuple(d), tuple(out_hw))
     taps = len(grid.taps)
     kk = c * taps
     isz = x.itemsize
@@ -207,7 +210,7 @@ def _winograd_geometry(in_hw, pads, out_hw):
     th, tw = (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
     t, l = pads[0], pads[1]
     ext = (t, l, 2 * th + 2 - in_hw[0] - t, 2 * tw + 2 - in_hw[1] - l)
-    return TapGrid(in_hw, ext, (4, 4), (2, 2), (1, 1), (th, tw))
+    return tap_grid(tuple(in_hw), ext, (4, 4), (2, 2), (1, 1), (th, tw))
 
 
 def _winograd_bytes(c, m, oh, ow, isz):
@@ -306,7 +309,7 @@ def depthwise(x, w, s, d, pads, out_hw, limit, y):
     n, c, h, wd = x.shape
     m, _, kh, kw = w.shape
     mg = m // c
-    grid = TapGrid((h, wd), pads, (kh, kw), s, d, out_hw)
+    grid = tap_grid((h, wd), tuple(pads), (kh, kw), tuple(s), tuple(d), tuple(out_hw))
     isz = x.itemsize
     per_image = (len(grid.phases) * c * grid.length + 2 * m * grid.L) * isz
     nb = _chunk(n, per_image, min(limit, max(DEPTHWISE_CHUNK_BYTES, per_image)))
@@ -413,7 +416,7 @@ def grid_col2im_gemm(dy, w2, k, s, d, pads, dx, limit):
     n, c, h, wd = dx.shape
     m = w2.shape[0]
     out_hw = dy.shape[2:]
-    grid = TapGrid((h, wd), pads, k, s, d, out_hw)
+    grid = tap_grid((h, wd), tuple(pads), tuple(k), tuple(s), tuple(d), tuple(out_hw))
     taps = len(grid.taps)
     kk = c * taps
     isz = dy.itemsize
@@ -451,7 +454,7 @@ def depthwise_input_grad(dy, w, xshape, s, d, pads, limit):
     m, _, kh, kw = w.shape
     mg = m // c
     out_hw = dy.shape[2:]
-    grid = TapGrid((h, wd), pads, (kh, kw), s, d, out_hw)
+    grid = tap_grid((h, wd), tuple(pads), (kh, kw), tuple(s), tuple(d), tuple(out_hw))
     isz = dy.itemsize
     per_image = (len(grid.phases) * c * grid.length + (m + 2 * c) * grid.L) * isz
     nb = _chunk(n, per_image, min(limit, max(DEPTHWISE_CHUNK_BYTES, per_image)))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import UnsupportedOpError
 from .base import Op, axes_arg, crop, pad_nchw, pair, spatial, tap
-from .taps import TapGrid
+from .taps import tap_grid
 
 POOL_CHUNK_BYTES = 2 << 20    # window pools work on chunks of images of about this size (cache)
 
@@ -62,7 +62,7 @@ class MaxPool(Op):
         k = pair(node.attrs["kernel_shape"], 1)
         s, d, _, full, out = _pool_geometry(node, x, k)
         n, c, h, w = x.shape
-        grid = TapGrid((h, w), full, k, s, d, out)
+        grid = tap_grid((h, w), tuple(full), tuple(k), tuple(s), tuple(d), tuple(out))
         if len(grid.taps) > 255 and record:
             raise UnsupportedOpError([(node.name, "MaxPool gradient with more than 255 taps")])
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min

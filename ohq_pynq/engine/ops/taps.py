@@ -11,6 +11,8 @@ gradient scattered through the grid must hold zeros there).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -82,3 +84,9 @@ class TapGrid:
         """(..., >= L) flat grid -> (..., out_h, out_w) view of the valid outputs."""
         oh, ow = self.out_hw
         return flat[..., :self.L].reshape(flat.shape[:-1] + (oh, self.wq))[..., :ow]
+
+
+@lru_cache(maxsize=512)
+def tap_grid(in_hw, pads, k, s, d, out_hw) -> TapGrid:
+    """The (shared, read-only) TapGrid of one geometry; all arguments are tuples of ints."""
+    return TapGrid(tuple(in_hw), tuple(pads), tuple(k), tuple(s), tuple(d), tuple(out_hw))

@@ -162,3 +162,27 @@ def test_tap_grid_scatter_gather_and_taps(s, d, pads):
         want = xp[:, :, i * d[0]:i * d[0] + s[0] * (out[0] - 1) + 1:s[0],
                   j * d[1]:j * d[1] + s[1] * (out[1] - 1) + 1:s[1]]
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("mg", [1, 2])
+@pytest.mark.parametrize("hw,k,s,pads", [((4, 5), (5, 5), (1, 1), (2, 2, 2, 2)),
+                                         ((5, 5), (3, 3), (2, 2), (1, 0, 1, 1)),
+                                         ((3, 3), (3, 3), (1, 1), (1, 1, 1, 1))])
+def test_depthwise_channels_last_on_small_images(mg, hw, k, s, pads):
+    """Many channels on a small image take the channels-last depthwise kernels."""
+    rng = np.random.default_rng(mg * 100 + hw[0])
+    c = 96
+    grid = TapGrid(hw, pads, k, s, (1, 1), C.out_size(hw, k, s, (1, 1), pads))
+    assert c >= C.DEPTHWISE_CHANNELS_LAST * grid.L
+    x = rng.standard_normal((3, c) + hw)
+    w = rng.standard_normal((c * mg, 1) + k)
+    for limit in (1 << 30, 1):
+        y, _ = C.conv2d(x, w, s, (1, 1), pads, c, limit)
+        ref = reference_conv(x, w, s, (1, 1), pads, c)
+        assert rel(y, ref) < 1e-12
+        dy = rng.standard_normal(y.shape)
+        dx, _ = C.conv2d_input_grad(dy, w, x.shape, s, (1, 1), pads, c, limit)
+        assert abs(np.sum(dy * ref) - np.sum(dx * x)) < 1e-10 * np.abs(dy).sum() * np.abs(ref).max()
+        e = np.zeros_like(x)
+        e[1, 5, 1, 2] = 1.0
+        assert abs(dx[1, 5, 1, 2] - np.sum(dy * reference_conv(e, w, s, (1, 1), pads, c))) < 1e-10 * np.abs(dy).sum()

@@ -30,6 +30,7 @@ _KG = np.kron(_G, _G)                     # (16, 9): vec(G g G^T) = _KG @ vec(g)
 GEMM_MIN_COLUMNS = 256                    # smaller images: one GEMM over a chunk's images
 WINOGRAD_MIN_TILES = 64                   # fewer output tiles per chunk: im2col is cheaper
 WINOGRAD_MIN_SAVING = 1.6                 # and when it saves less than this factor of multiplies
+DEPTHWISE_CHANNELS_LAST = 2               # depthwise channels-last when channels >= this x grid length
 DEPTHWISE_CHUNK_BYTES = 2 << 20           # depthwise works on chunks of about this size (cache)
 DEFAULT_SCRATCH_BYTES = 16 << 20          # scratch bound when the caller gives none (bytes)
 
@@ -313,6 +314,8 @@ def depthwise(x, w, s, d, pads, out_hw, limit, y):
     isz = x.itemsize
     per_image = (len(grid.phases) * c * grid.length + 2 * m * grid.L) * isz
     nb = _chunk(n, per_image, min(limit, max(DEPTHWISE_CHUNK_BYTES, per_image)))
+    if c >= DEPTHWISE_CHANNELS_LAST * grid.L:
+        return _depthwise_cl(x, w, grid, nb, y)
     bufs = grid.buffers(nb, c, x.dtype)
     acc_buf = np.empty((nb, c, mg, grid.L), dtype=x.dtype)
     tmp_buf = np.empty_like(acc_buf)
@@ -333,6 +336,31 @@ def depthwise(x, w, s, d, pads, out_hw, limit, y):
                 acc += tmp
         y[n0:n0 + b] = grid.grid_view(acc.reshape(b, m, grid.L))
     return bufs.nbytes + acc_buf.nbytes + tmp_buf.nbytes
+
+
+def _depthwise_cl(x, w, grid, nb, y):
+    """:func:`depthwise` on channels-last phase buffers (many channels, small images: a tap is
+    one multiply over a (grid, channel) block with the channel weights along the fast axis)."""
+    n, c = x.shape[:2]
+    m, _, kh, kw = w.shape
+    mg = m // c
+    bufs = grid.buffers_cl(nb, c, x.dtype)
+    acc_buf = np.empty((nb, grid.L, c, mg), dtype=x.dtype)
+    tmp_buf = np.empty_like(acc_buf)
+    wt = np.ascontiguousarray(w.reshape(c, mg, kh, kw).transpose(2, 3, 0, 1))      # (kh, kw, c, mg)
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        grid.scatter_cl(x[n0:n0 + b], bufs)
+        acc, tmp = acc_buf[:b], tmp_buf[:b]
+        for t, (i, j, p, off) in enumerate(grid.taps):
+            src = bufs[p, :b, off:off + grid.L, :, None]             # (b, L, c, 1)
+            if t == 0:
+                np.multiply(src, wt[i, j], out=acc)
+            else:
+                np.multiply(src, wt[i, j], out=tmp)
+                acc += tmp
+        y[n0:n0 + b].transpose(0, 2, 3, 1)[...] = grid.grid_view_cl(acc.reshape(b, grid.L, m))
+    return bufs.nbytes + acc_buf.nbytes + tmp_buf.nbytes + wt.nbytes
 
 
 # ------------------------------------------------------------------------- input gradient
@@ -458,6 +486,8 @@ def depthwise_input_grad(dy, w, xshape, s, d, pads, limit):
     isz = dy.itemsize
     per_image = (len(grid.phases) * c * grid.length + (m + 2 * c) * grid.L) * isz
     nb = _chunk(n, per_image, min(limit, max(DEPTHWISE_CHUNK_BYTES, per_image)))
+    if c >= DEPTHWISE_CHANNELS_LAST * grid.L:
+        return _depthwise_input_grad_cl(dy, w, xshape, grid, nb)
     bufs = grid.buffers(nb, c, dy.dtype)
     dyg_buf = np.zeros((nb, c, mg, grid.L), dtype=dy.dtype)
     tmp_buf = np.empty((nb, c, grid.L), dtype=dy.dtype)
@@ -479,3 +509,31 @@ def depthwise_input_grad(dy, w, xshape, s, d, pads, limit):
             dst += tmp
         grid.gather(bufs[:, :b], dx[n0:n0 + b])
     return dx, bufs.nbytes + dyg_buf.nbytes + tmp_buf.nbytes
+
+
+def _depthwise_input_grad_cl(dy, w, xshape, grid, nb):
+    """:func:`depthwise_input_grad` on channels-last buffers (see :func:`_depthwise_cl`)."""
+    n, c = xshape[:2]
+    m, _, kh, kw = w.shape
+    mg = m // c
+    oh, ow = grid.out_hw
+    bufs = grid.buffers_cl(nb, c, dy.dtype)
+    dyg_buf = np.zeros((nb, grid.L, c, mg), dtype=dy.dtype)       # zeros in the padding columns
+    tmp_buf = np.empty((nb, grid.L, c), dtype=dy.dtype)
+    wt = np.ascontiguousarray(w.reshape(c, mg, kh, kw).transpose(2, 3, 0, 1))      # (kh, kw, c, mg)
+    dx = np.empty(xshape, dtype=dy.dtype)
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        dyg = dyg_buf[:b]
+        grid.grid_view_cl(dyg.reshape(b, grid.L, m))[...] = dy[n0:n0 + b].transpose(0, 2, 3, 1)
+        if n0:
+            bufs[...] = 0
+        tmp = tmp_buf[:b]
+        for i, j, p, off in grid.taps:
+            if mg == 1:
+                np.multiply(dyg[..., 0], wt[i, j, :, 0], out=tmp)
+            else:
+                np.einsum("blcq,cq->blc", dyg, wt[i, j], out=tmp)
+            bufs[p, :b, off:off + grid.L] += tmp
+        grid.gather_cl(bufs[:, :b], dx[n0:n0 + b])
+    return dx, bufs.nbytes + dyg_buf.nbytes + tmp_buf.nbytes + wt.nbytes

@@ -80,6 +80,39 @@ class TapGrid:
                 out[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw] = \
                     self._phase_image(bufs, p, n)[:, :, r0:r0 + nr, c0:c0 + nc]
 
+    # channels-last phase buffers (phases, n, length, c): for many channels on small images,
+    # where one tap is then one long contiguous run of (position, channel) values
+    def buffers_cl(self, n: int, c: int, dtype) -> np.ndarray:
+        return np.zeros((len(self.phases), n, self.length, c), dtype=dtype)
+
+    def _phase_image_cl(self, bufs, p, n):
+        return bufs[p, :n, :self.hq * self.wq].reshape(n, self.hq, self.wq, bufs.shape[3])
+
+    def scatter_cl(self, x: np.ndarray, bufs: np.ndarray) -> None:
+        """:meth:`scatter` into channels-last buffers (x is NCHW)."""
+        n = x.shape[0]
+        sh, sw = self.s
+        xt = x.transpose(0, 2, 3, 1)
+        for p, (r0, nr, y0, c0, nc, x0) in enumerate(self.plans):
+            if nr and nc:
+                self._phase_image_cl(bufs, p, n)[:, r0:r0 + nr, c0:c0 + nc] = \
+                    xt[:, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw]
+
+    def gather_cl(self, bufs: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`gather` from channels-last buffers into NCHW ``out``."""
+        n = out.shape[0]
+        sh, sw = self.s
+        ot = out.transpose(0, 2, 3, 1)
+        for p, (r0, nr, y0, c0, nc, x0) in enumerate(self.plans):
+            if nr and nc:
+                ot[:, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw] = \
+                    self._phase_image_cl(bufs, p, n)[:, r0:r0 + nr, c0:c0 + nc]
+
+    def grid_view_cl(self, flat: np.ndarray) -> np.ndarray:
+        """(n, >= L, c) channels-last grid -> (n, out_h, out_w, c) view of the valid outputs."""
+        oh, ow = self.out_hw
+        return flat[:, :self.L].reshape((flat.shape[0], oh, self.wq) + flat.shape[2:])[:, :, :ow]
+
     def grid_view(self, flat: np.ndarray) -> np.ndarray:
         """(..., >= L) flat grid -> (..., out_h, out_w) view of the valid outputs."""
         oh, ow = self.out_hw

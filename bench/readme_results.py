@@ -84,12 +84,7 @@ def section() -> str:
     lines += _allocation(a) if a else ["not run"]
     e = _load("engine")
     lines += ["", "### numpy engine vs onnxruntime (`bench/engine.py`)", ""]
-    if e:
-        lines += _table(["model", "batch", "max rel. error", "numpy / onnxruntime time"],
-                        [[r["model"], r["input"][0], f"{r['max_rel_err']:.1e}", f"{r['ratio_numpy_over_ort']:.1f}×"]
-                         for r in e["rows"]])
-    else:
-        lines.append("not run")
+    lines += _engine(e) if e else ["not run"]
     o = _load("oqa")
     lines += ["", "### On-chip profile, simulated cores (`bench/oqa.py`)", ""]
     if o:
@@ -116,6 +111,41 @@ def section() -> str:
     else:
         lines.append("not run")
     return "\n".join(lines)
+
+
+def _engine(e) -> list[str]:
+    def ratio(r, k):
+        return "–" if k not in r else f"{r[k]:.1f}×"
+
+    rows = [[r["model"], "×".join(str(v) for v in (r["input"][0], r["input"][2])),
+             f"{r['max_rel_err']:.1e}", ratio(r, "ratio_forward"), ratio(r, "ratio_backward"),
+             ratio(r, "ratio_step"),
+             "–" if r.get("grad_rel_l2_err_vs_float64") is None else f"{r['grad_rel_l2_err_vs_float64']:.0e}",
+             f"{r['peak_working_set_mb']:.0f}" + (f" / {r['peak_working_set_record_mb']:.0f}"
+                                                  if "peak_working_set_record_mb" in r else "")]
+            for r in e["rows"]]
+    blas = e.get("blas", {})
+    out = [f"Both single-threaded (OMP/OPENBLAS/MKL_NUM_THREADS=1, onnxruntime intra = inter = 1); "
+           f"CPU time, {e.get('timing', 'best of interleaved rounds')}, on a shared {e.get('cpu_count')}-core "
+           f"machine (load average {e['load_average_start'][0]:.0f} → {e['load_average_end'][0]:.0f}); numpy "
+           f"{blas.get('numpy')}, OpenBLAS kernels {blas.get('openblas_core', '?')}. Forward = numpy / onnxruntime; "
+           "backward (input gradient, same multiply-adds as the forward) = numpy backward / onnxruntime "
+           "forward; step = numpy (recording forward + backward) / (2 × onnxruntime forward). Target "
+           f"≤ {e.get('target_ratio', 2):g}×. BN-kept rows differentiate the distillation loss, folded rows "
+           "the logits; the gradient error is relative L2 against the float64 engine.", ""]
+    out = out + _table(["model", "batch × px", "max rel. error", "forward", "backward", "step",
+                        "gradient error", "working set MB (run / record)"], rows)
+    out += ["", "Gradient errors of 1e-4–1e-3 are ReLU / max-pool kinks, not round-off: rounding the input "
+            "to float32 moves the float64 engine's own ResNet-18 gradient by as much."]
+    skx = _load("engine_skylakex")
+    if skx:
+        picks = [r for r in skx["rows"] if r["input"][0] == 8 and "ratio_step" in r]
+        out += ["", f"numpy's OpenBLAS runs its {blas.get('openblas_core', '?')} kernels on this CPU, onnxruntime's "
+                "MLAS its AVX-512 ones. With `--blas-core SkylakeX` (OPENBLAS_CORETYPE, same-ISA GEMM; "
+                "`bench/results/engine_skylakex.json`): " + "; ".join(
+                    f"{r['model']} forward {r['ratio_forward']:.1f}×, backward {r['ratio_backward']:.1f}×, "
+                    f"step {r['ratio_step']:.1f}×" for r in picks) + "."]
+    return out
 
 
 def _mqe(m) -> list[str]:

@@ -41,8 +41,9 @@ def out_size(in_hw, k, s, d, pads):
 
 def _view(a: np.ndarray, shape) -> np.ndarray:
     """``a`` reshaped without copying (raises if impossible): safe as a ``out=`` target."""
-    v = a.view()
-    v.shape = shape
+    v = a.reshape(shape)
+    if not np.may_share_memory(v, a):
+        raise ValueError(f"cannot view an array of shape {a.shape} as {shape} without a copy")
     return v
 
 

@@ -41,7 +41,7 @@ class CoreConfig:
     simd: int = 8               # input bytes per MAC step (simd * pack channels)
     bus_bytes: int = 8          # AXI4-Stream width in bytes
     max_k: int = 7
-    lb_rows: int = 9
+    lb_rows: int = 8            # line buffer: lb_rows * max_row_words words (any row width)
     max_row_words: int = 1024
     max_wdepth: int = 1024
     max_tiles: int = 256
@@ -49,7 +49,7 @@ class CoreConfig:
     def __post_init__(self):
         if self.bits not in (4, 8):
             raise ConfigError(f"core bits must be 4 or 8, not {self.bits}.")
-        for name in ("pe", "simd", "bus_bytes", "max_row_words"):
+        for name in ("pe", "simd", "bus_bytes", "max_row_words", "lb_rows"):
             if not _pow2(getattr(self, name)):
                 raise ConfigError(f"core {name} must be a power of two, not {getattr(self, name)}.")
         if self.bus_bytes < 8:
@@ -68,6 +68,24 @@ class CoreConfig:
     @property
     def macs_per_cycle(self) -> int:
         return self.pe * self.simd * self.pack
+
+    @property
+    def lb_words(self) -> int:
+        """Line-buffer capacity in words (``simd`` bytes each), shared by however many rows fit."""
+        return self.lb_rows * self.max_row_words
+
+    @property
+    def rq(self) -> int:
+        """Requantizers: outputs per cycle the core requantizes (a depthwise group of
+        ``pe * ch`` outputs unloads in ``pe * ch / rq`` cycles)."""
+        if self.pe > self.ch:
+            return self.pe
+        return min(self.ch, max(self.pe, self.pe * self.ch // 8))
+
+    @property
+    def unload_words(self) -> int:
+        """Cycles to unload one depthwise group of accumulators (``pe * ch / rq``)."""
+        return self.pe * (self.ch // self.rq) if self.pe <= self.ch else 1
 
     @classmethod
     def from_registers(cls, read) -> "CoreConfig":
@@ -127,12 +145,30 @@ class ConvLayer:
 
 
 def depthwise_mode(layer: ConvLayer, core: CoreConfig) -> bool:
-    """True if the core runs ``layer`` in its depthwise mode: groups == cin == cout > 1 and a
-    PE tile fits in one word (pe <= ch). Activations are then dense NHWC (as for groups = 1),
-    lane p of tile t computes channel t*pe + p from element (t*pe + p) % ch of the word that
-    holds it, and weights are block-diagonal words (one non-zero element per lane)."""
+    """True if the core runs ``layer`` in its depthwise mode: groups == cin == cout > 1 and
+    pe <= ch. Activations are then dense NHWC words (``cpp = ceil(cin / ch)`` per pixel) and each
+    PE lane multiplies its own word element-wise with a word of ``ch`` per-channel weights and
+    accumulates every element separately (channels over SIMD). With ``cpp < pe`` a step covers
+    ``J = pe // cpp`` output pixels x ``cpp`` words (lane ``i``: pixel ``i // cpp``, word
+    ``i % cpp``); otherwise lanes take ``pe`` consecutive words of one pixel (tiles over cpp)."""
     return (layer.groups > 1 and layer.cin == layer.groups == layer.cout
             and core.pe <= core.ch)
+
+
+def depthwise_lanes(cpp: int, core: CoreConfig) -> tuple[int, int]:
+    """(pixels per step J, tiles per pixel) of the depthwise mode for ``cpp`` words per pixel."""
+    if cpp < core.pe:
+        return core.pe // cpp, 1
+    return 1, -(-cpp // core.pe)
+
+
+def depthwise_lane_words(cpp: int, core: CoreConfig) -> list[tuple[int, int] | None]:
+    """Per lane of tile 0: (pixel within the step, word of the pixel), or None if unused.
+    With ``J == 1`` lane ``i`` of tile ``t`` reads word ``t * pe + i`` (None past ``cpp``)."""
+    j, _ = depthwise_lanes(cpp, core)
+    if j == 1:
+        return [(0, i) for i in range(core.pe)]
+    return [(i // cpp, i % cpp) if i < j * cpp else None for i in range(core.pe)]
 
 
 @dataclass(frozen=True)
@@ -141,10 +177,14 @@ class Geometry:
 
     depthwise: bool    # the core's depthwise mode (see depthwise_mode)
     chunks_g: int      # words per pixel per group (cin_g padded to ch); 1 in depthwise mode
-    tiles_g: int       # PE tiles per group (cout_g padded to pe); ceil(cout/pe) in depthwise mode
-    cpp: int           # words per input pixel (groups * chunks_g)
-    ntiles: int        # groups * tiles_g: param records = ntiles * pe
-    wpl: int           # weight words per PE lane
+    tiles_g: int       # PE tiles per group (cout_g padded to pe); depthwise: tiles per pixel
+    cpp: int           # words per input pixel (groups * chunks_g; depthwise ceil(cin / ch))
+    ntiles: int        # tiles the compute loop walks per output (pixel or depthwise group)
+    group_pixels: int  # output pixels per MAC step: J in depthwise mode, else 1
+    n_rec: int         # param records (ntiles * pe; depthwise cpp * ch, one per channel)
+    ws: bool           # weight streaming: activations first, tiles outer (see geometry)
+    weight_words: int  # weight words in the stream (valid lanes / distinct pixel words only)
+    wpl: int           # weight words per PE lane (weight-memory rows)
     row_words: int     # line-buffer words per input row
     in_bytes: int      # params + weights + activations
     in_beats: int      # input-stream beats (zero-padded to whole beats)
@@ -159,25 +199,40 @@ def geometry(layer: ConvLayer, core: CoreConfig) -> Geometry:
     """Sizes of ``layer`` on ``core`` (no validation; see :func:`check_layer`)."""
     dw = depthwise_mode(layer, core)
     if dw:
-        chunks_g, tiles_g = 1, -(-layer.cout // core.pe)
-        cpp, ntiles = -(-layer.cin // core.ch), tiles_g
+        cpp = -(-layer.cin // core.ch)
+        j, tiles_g = depthwise_lanes(cpp, core)
+        chunks_g, ntiles = 1, tiles_g
+        n_rec = cpp * core.ch
+        steps_row = -(-layer.ow // j) * ntiles
     else:
+        j = 1
         chunks_g = -(-layer.cin_g // core.ch)
         tiles_g = -(-layer.cout_g // core.pe)
         cpp = layer.groups * chunks_g
         ntiles = layer.groups * tiles_g
+        n_rec = ntiles * core.pe
+        steps_row = layer.ow * ntiles * chunks_g
     kk = layer.kernel * layer.kernel
     wpl = ntiles * kk * chunks_g
     row_words = layer.w * cpp
-    in_bytes = PARAM_RECORD_BYTES * ntiles * core.pe + core.simd * (core.pe * wpl + layer.h * row_words)
+    weight_words = kk * cpp if dw else kk * chunks_g * layer.cout
+    act_words = layer.h * row_words
+    ws = (not dw) and act_words <= core.lb_words and act_words <= weight_words
+    in_bytes = PARAM_RECORD_BYTES * n_rec + core.simd * (weight_words + act_words)
     in_beats = -(-in_bytes // core.bus_bytes)
     out_pixel_bytes = -(-layer.cout * layer.out_bits // 8)
-    out_bytes = layer.oh * layer.ow * out_pixel_bytes
+    if ws:   # one byte-aligned word per (group, tile, pixel)
+        last = layer.cout_g - (tiles_g - 1) * core.pe
+        per_px = layer.groups * ((tiles_g - 1) * (-(-core.pe * layer.out_bits // 8))
+                                 + -(-last * layer.out_bits // 8))
+        out_bytes = layer.oh * layer.ow * per_px
+    else:
+        out_bytes = layer.oh * layer.ow * out_pixel_bytes
     out_beats = -(-out_bytes // core.bus_bytes)
-    mac_steps = layer.oh * layer.ow * ntiles * kk * chunks_g
-    return Geometry(dw, chunks_g, tiles_g, cpp, ntiles, wpl, row_words, in_bytes, in_beats,
-                    out_pixel_bytes, out_bytes, out_beats, mac_steps,
-                    layer.macs / core.macs_per_cycle)
+    mac_steps = layer.oh * steps_row * kk
+    return Geometry(dw, chunks_g, tiles_g, cpp, ntiles, j, n_rec, ws, weight_words, wpl,
+                    row_words, in_bytes, in_beats, out_pixel_bytes, out_bytes, out_beats,
+                    mac_steps, layer.macs / core.macs_per_cycle)
 
 
 def check_layer(layer: ConvLayer, core: CoreConfig) -> Geometry:
@@ -185,8 +240,8 @@ def check_layer(layer: ConvLayer, core: CoreConfig) -> Geometry:
     def bad(msg: str):
         raise ConfigError(f"layer cannot run on the {core.bits}-bit core: {msg}.")
 
-    if not 1 <= layer.kernel <= min(core.max_k, core.lb_rows):
-        bad(f"kernel {layer.kernel} is outside 1..{min(core.max_k, core.lb_rows)}")
+    if not 1 <= layer.kernel <= core.max_k:
+        bad(f"kernel {layer.kernel} is outside 1..{core.max_k}")
     if layer.stride not in (1, 2):
         bad(f"stride {layer.stride} is not 1 or 2")
     if any(not 0 <= p < layer.kernel for p in layer.pads):
@@ -201,14 +256,21 @@ def check_layer(layer: ConvLayer, core: CoreConfig) -> Geometry:
     if layer.oh < 1 or layer.ow < 1:
         bad("the output map is empty")
     g = geometry(layer, core)
-    if g.row_words > core.max_row_words:
-        bad(f"an input row needs {g.row_words} line-buffer words, the core has {core.max_row_words}")
+    if g.row_words > max_row_words(layer, core):
+        bad(f"an input row needs {g.row_words} line-buffer words; {layer.kernel} rows of them "
+            f"exceed the core's {core.lb_words}")
     if g.wpl > core.max_wdepth:
         bad(f"weights need {g.wpl} words per lane, the core has {core.max_wdepth} "
             "(split the layer over output channels)")
-    if g.ntiles > core.max_tiles:
-        bad(f"{g.ntiles} output-channel tiles exceed the core's {core.max_tiles}")
+    if -(-g.n_rec // (core.rq if g.depthwise else core.pe)) > core.max_tiles:
+        bad(f"{g.n_rec} param records exceed the core's {core.max_tiles} per lane")
     return g
+
+
+def max_row_words(layer: ConvLayer, core: CoreConfig) -> int:
+    """Longest input row (line-buffer words) the core takes for ``layer``: the ``kernel`` rows
+    one output row reads must fit the line buffer together."""
+    return core.lb_words // max(1, min(layer.kernel, layer.h))
 
 
 # ---------------------------------------------------------------------------- value ranges
@@ -332,39 +394,52 @@ def unpack_elements(data: bytes, bits: int, count: int, signed: bool) -> np.ndar
     return v
 
 
+PARAM_DTYPE = [("bias", "<i4"), ("mult", "<u2"), ("shift", "u1"), ("res", "u1")]
+
+
 def pack_params(bias, mult, shift, layer: ConvLayer, core: CoreConfig) -> bytes:
     """Param records, one per (group, tile, lane) in that order; padded lanes are zero records
-    (depthwise mode: one group of ``cout`` channels)."""
+    (depthwise mode: one per channel, ``cpp * ch`` of them, zero past ``cout``)."""
     geo = geometry(layer, core)
     g, tg, pe, cog = layer.groups, geo.tiles_g, core.pe, layer.cout_g
     if geo.depthwise:
-        g, cog = 1, layer.cout
-    rec = np.zeros((g, tg * pe), dtype=[("bias", "<i4"), ("mult", "<u2"), ("shift", "u1"), ("res", "u1")])
+        g, cog, tg, pe = 1, layer.cout, 1, geo.n_rec
+    rec = np.zeros((g, tg * pe), dtype=PARAM_DTYPE)
     rec["bias"][:, :cog] = np.asarray(bias, dtype=np.int64).reshape(g, cog)
     rec["mult"][:, :cog] = np.asarray(mult, dtype=np.int64).reshape(g, cog)
     rec["shift"][:, :cog] = np.asarray(shift, dtype=np.int64).reshape(g, cog)
     return rec.tobytes()
 
 
+def _dw_tile_words(geo: Geometry, core: CoreConfig) -> list[range]:
+    """Depthwise: the pixel words whose weights each tile streams (one word per distinct word)."""
+    if geo.group_pixels > 1:
+        return [range(geo.cpp)]
+    return [range(t * core.pe, min(geo.cpp, (t + 1) * core.pe)) for t in range(geo.tiles_g)]
+
+
 def pack_weights(w, layer: ConvLayer, core: CoreConfig) -> bytes:
-    """Weight words in the order (group, tile, ky, kx, chunk, lane); each word holds ``ch`` input
-    channels of one output channel (zero beyond cin_g; padded lanes all zero)."""
+    """Weight words in the order (group, tile, ky, kx, chunk, lane) with only the tile's real
+    output channels as lanes; each word holds ``ch`` input channels (zero beyond cin_g).
+    Depthwise: (tile, ky, kx, word) with one word of ``ch`` channel weights per pixel word the
+    tile reads (the core writes it to every lane reading that word)."""
     geo = geometry(layer, core)
     g, k, pe, ch = layer.groups, layer.kernel, core.pe, core.ch
     if geo.depthwise:
-        # (tile, ky, kx, lane) words; lane p of tile t holds w[c] at element c % ch, c = t*pe + p.
-        c = np.arange(geo.tiles_g * pe)
-        wz = np.zeros((geo.tiles_g * pe, ch, k, k), dtype=np.int64)
-        real = c < layer.cout
-        wz[c[real], c[real] % ch] = np.asarray(w, dtype=np.int64)[:, 0]
-        wz = wz.reshape(geo.tiles_g, pe, ch, k, k).transpose(0, 3, 4, 1, 2)
-        return pack_elements(wz, core.bits)
+        wc = np.zeros((geo.cpp * ch, k, k), dtype=np.int64)
+        wc[:layer.cout] = np.asarray(w, dtype=np.int64)[:, 0]
+        wc = wc.reshape(geo.cpp, ch, k, k).transpose(2, 3, 0, 1)       # (ky, kx, word, e)
+        return b"".join(pack_elements(wc[:, :, list(words)], core.bits)
+                        for words in _dw_tile_words(geo, core))
     wz = np.zeros((g, geo.tiles_g * pe, geo.chunks_g * ch, k, k), dtype=np.int64)
     wz[:, :layer.cout_g, :layer.cin_g] = np.asarray(w, dtype=np.int64).reshape(
         g, layer.cout_g, layer.cin_g, k, k)
-    # (g, tile, lane, chunk, e, ky, kx) -> (g, tile, ky, kx, chunk, lane, e)
+    # (g, tile, lane, chunk, e, ky, kx) -> (g, tile, ky, kx, chunk, lane, e), real lanes only
     wz = wz.reshape(g, geo.tiles_g, pe, geo.chunks_g, ch, k, k).transpose(0, 1, 5, 6, 3, 2, 4)
-    return pack_elements(wz, core.bits)
+    real = (np.arange(geo.tiles_g)[:, None] * pe + np.arange(pe)[None, :]) < layer.cout_g
+    mask = np.broadcast_to(real[None, :, None, None, None, :],
+                           (g, geo.tiles_g, k, k, geo.chunks_g, pe))
+    return pack_elements(wz[mask], core.bits)
 
 
 def pack_activations(x, layer: ConvLayer, core: CoreConfig) -> bytes:
@@ -382,13 +457,64 @@ def pack_activations(x, layer: ConvLayer, core: CoreConfig) -> bytes:
 
 
 def pack_input(x, w, bias, mult, shift, layer: ConvLayer, core: CoreConfig) -> bytes:
-    """The whole input stream of one layer: params, weights, activations, zero-padded to beats."""
+    """The whole input stream of one layer: params, weights, activations (weight streaming:
+    params, activations, weights), zero-padded to whole beats."""
     geo = check_layer(layer, core)
     x, w, bias, mult, shift = validate_inputs(x, w, bias, mult, shift, layer, core.bits)
-    data = (pack_params(bias, mult, shift, layer, core) + pack_weights(w, layer, core)
-            + pack_activations(x, layer, core))
+    weights, acts = pack_weights(w, layer, core), pack_activations(x, layer, core)
+    data = pack_params(bias, mult, shift, layer, core) + (acts + weights if geo.ws else weights + acts)
     assert len(data) == geo.in_bytes
     return data + bytes(geo.in_beats * core.bus_bytes - len(data))
+
+
+def unpack_input(data: bytes, layer: ConvLayer, core: CoreConfig):
+    """Decode an input stream into (x, w, bias, mult, shift): the inverse of :func:`pack_input`
+    (every mode); what a core receives, e.g. for a register-level fake of the board."""
+    geo = geometry(layer, core)
+    k, pe, ch = layer.kernel, core.pe, core.ch
+    dw = geo.depthwise
+    g, cog = (1, layer.cout) if dw else (layer.groups, layer.cout_g)
+    p_end = PARAM_RECORD_BYTES * geo.n_rec
+    rec = np.frombuffer(bytes(data[:p_end]), dtype=PARAM_DTYPE).reshape(g, -1)
+    bias = rec["bias"][:, :cog].reshape(-1).astype(np.int64)
+    mult = rec["mult"][:, :cog].reshape(-1).astype(np.int64)
+    shift = rec["shift"][:, :cog].reshape(-1).astype(np.int64)
+    w_bytes = geo.weight_words * core.simd
+    x_bytes = layer.h * geo.row_words * core.simd
+    if geo.ws:
+        xd, wd = data[p_end:p_end + x_bytes], data[p_end + x_bytes:p_end + x_bytes + w_bytes]
+    else:
+        wd, xd = data[p_end:p_end + w_bytes], data[p_end + w_bytes:p_end + w_bytes + x_bytes]
+    wv = unpack_elements(wd, core.bits, geo.weight_words * ch, signed=True)
+    if dw:
+        wc = np.zeros((k, k, geo.cpp, ch), dtype=np.int64)
+        pos = 0
+        for words in _dw_tile_words(geo, core):
+            n = k * k * len(words) * ch
+            wc[:, :, list(words)] = wv[pos:pos + n].reshape(k, k, len(words), ch)
+            pos += n
+        w = wc.transpose(2, 3, 0, 1).reshape(geo.cpp * ch, k, k)[:layer.cout, None]
+    else:
+        real = (np.arange(geo.tiles_g)[:, None] * pe + np.arange(pe)[None, :]) < layer.cout_g
+        mask = np.broadcast_to(real[None, :, None, None, None, :],
+                               (g, geo.tiles_g, k, k, geo.chunks_g, pe))
+        full = np.zeros(mask.shape + (ch,), dtype=np.int64)
+        full[mask] = wv.reshape(-1, ch)
+        wz = full.transpose(0, 1, 5, 4, 6, 2, 3).reshape(g, geo.tiles_g * pe, geo.chunks_g * ch, k, k)
+        w = wz[:, :cog, :layer.cin_g].reshape(layer.cout, layer.cin_g, k, k)
+    xv = unpack_elements(xd, core.bits, layer.h * geo.row_words * ch, signed=layer.in_signed)
+    if dw:
+        x = xv.reshape(layer.h, layer.w, geo.cpp * ch)[..., :layer.cin]
+    else:
+        x = xv.reshape(layer.h, layer.w, g, geo.chunks_g * ch)[..., :layer.cin_g]
+    return x.reshape(layer.h, layer.w, layer.cin), w, bias, mult, shift
+
+
+def _ws_blocks(layer: ConvLayer, core: CoreConfig) -> list[tuple[int, int]]:
+    """Weight streaming output order: the (first, last+1) channels of each (group, tile) word."""
+    cog, pe = layer.cout_g, core.pe
+    return [(g * cog + t * pe, g * cog + min(cog, (t + 1) * pe))
+            for g in range(layer.groups) for t in range(-(-cog // pe))]
 
 
 def pack_output(y, layer: ConvLayer, core: CoreConfig) -> bytes:
@@ -396,6 +522,15 @@ def pack_output(y, layer: ConvLayer, core: CoreConfig) -> bytes:
     elements at out_bits padded to a whole byte; the stream zero-padded to whole beats."""
     geo = geometry(layer, core)
     y = np.asarray(y, dtype=np.int64).reshape(layer.oh * layer.ow, layer.cout)
+    if geo.ws:   # (group, tile, pixel) words, each padded to a whole byte
+        parts = []
+        for c0, c1 in _ws_blocks(layer, core):
+            blk = y[:, c0:c1]
+            if layer.out_bits == 4 and (c1 - c0) % 2:
+                blk = np.concatenate([blk, np.zeros((blk.shape[0], 1), dtype=np.int64)], axis=1)
+            parts.append(pack_elements(blk, layer.out_bits))
+        data = b"".join(parts)
+        return data + bytes(geo.out_beats * core.bus_bytes - len(data))
     if layer.out_bits == 4 and layer.cout % 2:
         y = np.concatenate([y, np.zeros((y.shape[0], 1), dtype=np.int64)], axis=1)
     data = pack_elements(y, layer.out_bits)
@@ -407,6 +542,17 @@ def unpack_output(data: bytes, layer: ConvLayer, core: CoreConfig) -> np.ndarray
     geo = geometry(layer, core)
     if len(data) < geo.out_bytes:
         raise DataError(f"output stream has {len(data)} bytes, the layer produces {geo.out_bytes}.")
+    if geo.ws:
+        y = np.zeros((layer.oh * layer.ow, layer.cout), dtype=np.int64)
+        pos, n = 0, layer.oh * layer.ow
+        for c0, c1 in _ws_blocks(layer, core):
+            nb = -(-(c1 - c0) * layer.out_bits // 8)
+            blk = np.frombuffer(bytes(data[pos:pos + n * nb]), dtype=np.uint8).reshape(n, nb)
+            per = nb * 8 // layer.out_bits
+            v = unpack_elements(blk.tobytes(), layer.out_bits, n * per, layer.out_signed)
+            y[:, c0:c1] = v.reshape(n, per)[:, :c1 - c0]
+            pos += n * nb
+        return y.reshape(layer.oh, layer.ow, layer.cout)
     px = np.frombuffer(bytes(data[:geo.out_bytes]), dtype=np.uint8).reshape(-1, geo.out_pixel_bytes)
     per_px = geo.out_pixel_bytes * 8 // layer.out_bits
     v = unpack_elements(px.tobytes(), layer.out_bits, px.shape[0] * per_px, layer.out_signed)

@@ -212,39 +212,8 @@ class FakeMMIO:
 
 
 def unpack_input(data: bytes, layer: cm.ConvLayer, core: cm.CoreConfig):
-    """Decode an input stream into (x, w, bias, mult, shift): the inverse of ``pack_input``
-    (both the grouped layout and the depthwise mode)."""
-    geo = cm.geometry(layer, core)
-    k, pe, ch = layer.kernel, core.pe, core.ch
-    dw = geo.depthwise
-    g, cog = (1, layer.cout) if dw else (layer.groups, layer.cout_g)
-    n_rec = geo.ntiles * pe
-    p_end = cm.PARAM_RECORD_BYTES * n_rec
-    rec = np.frombuffer(bytes(data[:p_end]), dtype=[("bias", "<i4"), ("mult", "<u2"), ("shift", "u1"),
-                                                     ("res", "u1")]).reshape(g, geo.tiles_g * pe)
-    bias = rec["bias"][:, :cog].reshape(-1).astype(np.int64)
-    mult = rec["mult"][:, :cog].reshape(-1).astype(np.int64)
-    shift = rec["shift"][:, :cog].reshape(-1).astype(np.int64)
-    n_w = pe * geo.wpl * ch
-    w_end = p_end + n_w * core.bits // 8
-    wv = cm.unpack_elements(data[p_end:w_end], core.bits, n_w, signed=True)
-    if dw:
-        # (tile, ky, kx, lane, e): lane p of tile t holds channel c = t*pe + p at element c % ch.
-        wv = wv.reshape(geo.tiles_g, k, k, pe, ch).transpose(0, 3, 4, 1, 2).reshape(-1, ch, k, k)
-        c = np.arange(layer.cout)
-        w = wv[c, c % ch][:, None]
-    else:
-        wv = wv.reshape(g, geo.tiles_g, k, k, geo.chunks_g, pe, ch).transpose(0, 1, 5, 4, 6, 2, 3)
-        wv = wv.reshape(g, geo.tiles_g * pe, geo.chunks_g * ch, k, k)[:, :cog, :layer.cin_g]
-        w = wv.reshape(layer.cout, layer.cin_g, k, k)
-    n_x = layer.h * geo.row_words * ch
-    x_end = w_end + n_x * core.bits // 8
-    xv = cm.unpack_elements(data[w_end:x_end], core.bits, n_x, signed=layer.in_signed)
-    if dw:
-        x = xv.reshape(layer.h, layer.w, geo.cpp * ch)[..., :layer.cin]
-    else:
-        x = xv.reshape(layer.h, layer.w, g, geo.chunks_g * ch)[..., :layer.cin_g]
-    return x.reshape(layer.h, layer.w, layer.cin), w, bias, mult, shift
+    """Decode an input stream into (x, w, bias, mult, shift): ``core_model.unpack_input``."""
+    return cm.unpack_input(data, layer, core)
 
 
 # ------------------------------------------------------------------------------------ the core

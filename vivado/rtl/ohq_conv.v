@@ -10,7 +10,7 @@ module ohq_conv #(
     parameter integer SIMD = 8,
     parameter integer BUS_BYTES = 8,
     parameter integer MAX_K = 7,
-    parameter integer LB_ROWS = 9,
+    parameter integer LB_ROWS = 8,         // line buffer: LB_ROWS * MAX_ROW_WORDS words
     parameter integer MAX_ROW_WORDS = 1024,
     parameter integer MAX_WDEPTH = 1024,
     parameter integer MAX_TILES = 256,

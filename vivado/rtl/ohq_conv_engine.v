@@ -1,11 +1,16 @@
 // ohq_conv_engine: one quantized conv layer per start, streams in and out.
 //
-// Input stream (bytes, little-end first): Cout_pad 8-byte param records, PE * WPL weight words,
+// Input stream (bytes, little-end first): 8-byte param records, PE * WPL weight words,
 // H * W * CPP activation words (SIMD bytes each), zero padding to a whole beat. The writer side
-// stores params/weights in per-lane memories and activation rows in a circular line buffer of
-// LB_ROWS rows; the compute side walks output pixels and issues one SIMD-word x PE-lane MAC step
-// per cycle, in the order (oy, ox, group, tile, ky, kx, chunk). Arithmetic is described in
-// vivado/README.md and implemented bit-for-bit by ohq_pynq/hw/core_model.py.
+// stores params/weights in per-lane memories and activation words in a circular line buffer of
+// LB_ROWS * MAX_ROW_WORDS words (2*PE banks, any row width); the compute side walks output
+// pixels and issues one MAC step (PE lanes x CH elements) per cycle.
+//   dense / grouped: order (oy, ox, group, tile, ky, kx, chunk); every lane reads the same word.
+//   depthwise (groups == cin == cout, PE <= CH): order (oy, ox-group, tile, ky, kx); lane i reads
+//     its own word (J = PE / cpp output pixels x cpp chunks, or PE chunks when cpp >= PE) and
+//     accumulates its CH products element-wise.
+// Arithmetic is described in vivado/README.md and implemented bit-for-bit by
+// ohq_pynq/hw/core_model.py; ohq_pynq/hw/cycle_model.py reproduces the cycle counter.
 `default_nettype none
 module ohq_conv_engine #(
     parameter integer BITS = 8,            // 4 or 8
@@ -13,7 +18,7 @@ module ohq_conv_engine #(
     parameter integer SIMD = 8,            // input bytes per MAC step (power of two)
     parameter integer BUS_BYTES = 8,       // AXI4-Stream width (power of two, >= 8)
     parameter integer MAX_K = 7,
-    parameter integer LB_ROWS = 9,         // >= MAX_K + 2 (stride 2 overlap)
+    parameter integer LB_ROWS = 8,         // line buffer: LB_ROWS * MAX_ROW_WORDS words (power of two)
     parameter integer MAX_ROW_WORDS = 1024,// power of two
     parameter integer MAX_WDEPTH = 1024,
     parameter integer MAX_TILES = 256,
@@ -58,17 +63,30 @@ module ohq_conv_engine #(
     localparam integer LOG_PE = $clog2(PE);
     localparam integer LOG_SIMD = $clog2(SIMD);
     localparam integer LOG_BUS = $clog2(BUS_BYTES);
-    localparam integer RWA = $clog2(MAX_ROW_WORDS);
-    localparam integer SLW = $clog2(LB_ROWS);
+    localparam integer CAP = LB_ROWS * MAX_ROW_WORDS; // line-buffer words
+    localparam integer LOG_CAP = $clog2(CAP);
+    localparam integer NB = 2 * PE;                   // line-buffer banks
+    localparam integer LOG_NB = LOG_PE + 1;
+    localparam integer LOG_BD = LOG_CAP - LOG_NB;     // bank address bits
     localparam integer WA = $clog2(MAX_WDEPTH);
     localparam integer TA = $clog2(MAX_TILES);
-    localparam integer NVW = $clog2(PE + 1);
     localparam integer OUT_MAX = (SIMD > 8) ? SIMD : 8;
     localparam integer PW = 2 * BITS + 1;             // product width
     localparam integer SW = PW + LOG_CH + 1;          // per-lane word sum width
-    // Depthwise mode (groups == cin == cout > 1) needs a PE tile inside one word.
+    localparam integer AWD = PW + 6;                  // depthwise accumulator (<= 49 products)
+    // Depthwise mode needs a PE tile inside one word's lanes; RQ requantizers take RQ outputs
+    // per cycle, so a depthwise group (PE x CH outputs) unloads in U = PE*CH/RQ cycles.
     localparam integer DW_OK = (PE <= CH) ? 1 : 0;
-    localparam integer LOG_CH_PE = (PE <= CH) ? LOG_CH - LOG_PE : 0;
+    localparam integer RQ0 = (PE * CH) / 8;
+    localparam integer RQ = (DW_OK == 0) ? PE : ((RQ0 < PE) ? PE : ((RQ0 > CH) ? CH : RQ0));
+    localparam integer WPL = (DW_OK != 0) ? CH / RQ : 1;   // unload words per lane (depthwise)
+    localparam integer LOG_WPL = $clog2(WPL);
+    localparam integer U = PE * WPL;                  // unload words per depthwise group
+    localparam integer LOG_U = LOG_PE + LOG_WPL + 1;
+    localparam integer NVW = $clog2(RQ + 1);
+    localparam integer LOG_RQ = $clog2(RQ);
+    localparam integer GS = (CH < 4) ? CH : 4;        // adder tree: first stage sums GS products
+    localparam integer NG = CH / GS;
 
     // ------------------------------------------------------------------ configuration, setup
     reg [15:0] c_cin, c_cout, c_h, c_w, c_groups;
@@ -76,45 +94,72 @@ module ohq_conv_engine #(
     reg        c_s2, c_in_signed, c_ob8, c_out_signed, c_relu;
     reg [15:0] cin_g, cout_g, chunks_g, tiles_g, cpp, ntiles, kk, kkc, oh, ow, last_nvalid;
     reg [15:0] ngroups;        // groups walked by the compute loop (1 in depthwise mode)
-    reg        dw;             // depthwise mode: dense activations, lanes over channels
+    reg        dw;             // depthwise mode
+    reg        ws;             // weight streaming: activations first, tiles outer, weights overlap
+    reg [15:0] rpt;            // weight rows per tile (K*K*chunks_g; depthwise K*K)
+    reg [31:0] wwords;         // weight words in the stream (valid lanes only)
     wire dw_c = (DW_OK != 0) && (c_groups > 1) && (div_qa == 1) && (div_qb == 1);
-    reg [31:0] row_words, wpl, act_words, n_rec, in_bytes;
-    reg signed [23:0] xbase0, scpp;
+    reg [31:0] row_words, wpl, act_words, n_rec, in_bytes, n_prow;
+    reg [LOG_CAP-1:0] xbase0, ybase0_init;
+    reg [31:0] low_lin0;
 
     localparam [3:0] ST_IDLE = 0, ST_DIV = 1, ST_D1 = 2, ST_D2 = 3, ST_D3 = 4, ST_D4 = 5,
                      ST_D5 = 6, ST_D6 = 7, ST_RUN = 8;
     reg [3:0]  st;
     reg [4:0]  div_i;
     reg [15:0] div_na, div_nb, div_qa, div_qb;
-    reg [16:0] div_ra, div_rb;
-    wire [16:0] div_ra_s = {div_ra[15:0], div_na[15]};
-    wire [16:0] div_rb_s = {div_rb[15:0], div_nb[15]};
+    reg [15:0] div_ra, div_rb;
+    wire [16:0] div_ra_s = {div_ra, div_na[15]};
+    wire [16:0] div_rb_s = {div_rb, div_nb[15]};
     wire [16:0] div_d = {1'b0, c_groups};
     wire [16:0] oh_num = c_h + c_pt + c_pb - c_k;
     wire [16:0] ow_num = c_w + c_pl + c_pr - c_k;
-    wire setup_go;  // pulses when the run starts (writer and compute begin)
-    assign setup_go = (st == ST_D6);
+
+    // ------------------------------------------------------------------ lane table (depthwise)
+    // Lane i of a depthwise step reads word B + off[i] (B: the step's base word) for output pixel
+    // ox + jx[i]/stride; computed in PE cycles at the start of a run, long before the first issue.
+    reg [LOG_NB-1:0] l_off [0:PE-1];
+    reg [LOG_PE:0]   l_jx [0:PE-1];    // j * stride (pixel offset of the lane's input column)
+    reg [LOG_PE:0]   l_j  [0:PE-1];    // j (output pixel within the group)
+    reg [LOG_PE-1:0] l_chunk [0:PE-1]; // chunk within the group's pixel (J > 1) or tile (J == 1)
+    reg [PE-1:0]     l_used;
+    reg [LOG_PE:0]   lt_i, lt_jj, lt_jcnt;
+    reg [15:0]       lt_cc;
+    reg [LOG_NB:0]   lt_joff;
+    reg              lt_busy;
+    reg [15:0]       grp_j;            // output pixels per step (J), 1 outside depthwise mode
+    reg              j1;               // depthwise with J == 1: lanes over chunks, tiles over cpp
+    reg [31:0]       xstep;            // words per group step along a row (J * stride * cpp)
+    reg [17:0]       ixstep;           // input columns per group step (J * stride)
 
     // ------------------------------------------------------------------ writer (input side)
     localparam [1:0] WP_PARAM = 0, WP_WEIGHT = 1, WP_ACT = 2, WP_DRAIN = 3;
     reg  [1:0]  wph;
     reg  [31:0] beats_in;
-    reg  [LOG_PE:0] wr_lane;
-    reg  [31:0] wr_addr;       // param tile / weight word address
+    reg  [LOG_RQ:0] wr_lane;
+    reg  [31:0] wr_addr;       // param row / weight row address (rows completed)
+    reg  [15:0] wt_r, wt_t;    // weight row within its tile, tile within its group
     reg  [15:0] wr_row;        // activation row being written
     reg  [31:0] wr_k;          // word within the row
-    reg  [SLW-1:0] wr_slot;
+    reg  [31:0] wr_lin;        // activation words written
+    reg  [LOG_CAP-1:0] wr_ptr; // line-buffer write pointer
     reg  [16:0] rows_written;
-    reg  signed [17:0] low_row;   // oldest input row the compute side still reads
+    reg  signed [33:0] low_lin;   // first word of the oldest input row the compute side still reads
     reg  free_all;             // compute finished issuing: the writer may overwrite anything
     wire [OUT_MAX*8-1:0] gb_word;
     wire gb_valid;
     wire in_en = (st == ST_RUN) && (beats_in < in_beats);
-    wire row_ok = free_all || ($signed({2'b00, wr_row}) < low_row + LB_ROWS);
+    wire row_ok = free_all || ws || ($signed({2'b00, wr_lin}) < low_lin + CAP);
     wire gb_ready = (wph != WP_ACT) || row_ok;
     wire gb_take = (st == ST_RUN) && gb_valid && gb_ready;
     wire in_hs = s_tvalid && s_tready;
     assign stat_in_stall = s_tready && !s_tvalid;
+    wire [LOG_RQ:0] npr = dw ? RQ : PE;   // param records per row
+    // Weight words per row: the tile's valid lanes (dense: cout lanes; depthwise: one word per
+    // distinct pixel word, written to every lane that reads it).
+    wire wt_last_t = (wt_t == tiles_g - 1);
+    wire [15:0] wl_rows = dw ? (j1 ? (wt_last_t ? cpp - ((tiles_g - 1) << LOG_PE) : PE) : cpp)
+                             : (wt_last_t ? last_nvalid : PE);
 
     ohq_gearbox #(.BUS_BYTES(BUS_BYTES), .SIMD(SIMD)) u_gearbox (
         .clk(clk), .rst_n(rst_n), .clear(st != ST_RUN), .en(in_en),
@@ -123,7 +168,6 @@ module ohq_conv_engine #(
         .word_ready(gb_ready && st == ST_RUN));
 
     wire lb_we = gb_take && (wph == WP_ACT);
-    wire [SLW+RWA-1:0] lb_waddr = {wr_slot, wr_k[RWA-1:0]};
 
     always @(posedge clk) begin
         if (!rst_n || st != ST_RUN) begin
@@ -131,32 +175,48 @@ module ohq_conv_engine #(
             beats_in <= 0;
             wr_lane <= 0;
             wr_addr <= 0;
+            wt_r <= 0; wt_t <= 0;
             wr_row <= 0;
             wr_k <= 0;
-            wr_slot <= 0;
+            wr_lin <= 0;
+            wr_ptr <= 0;
             rows_written <= 0;
         end else begin
             if (in_hs) beats_in <= beats_in + 1;
             if (gb_take) begin
                 case (wph)
-                    WP_PARAM, WP_WEIGHT: begin
-                        if (wr_lane == PE - 1) begin
+                    WP_PARAM: begin
+                        if (wr_lane == npr - 1) begin
                             wr_lane <= 0;
-                            if (wr_addr == ((wph == WP_PARAM) ? ntiles : wpl) - 1) begin
+                            if (wr_addr == n_prow - 1) begin
                                 wr_addr <= 0;
-                                wph <= wph + 1;
+                                wph <= ws ? WP_ACT : WP_WEIGHT;
                             end else
                                 wr_addr <= wr_addr + 1;
                         end else
                             wr_lane <= wr_lane + 1;
                     end
+                    WP_WEIGHT: begin
+                        if (wr_lane == wl_rows - 1) begin
+                            wr_lane <= 0;
+                            wr_addr <= wr_addr + 1;
+                            if (wt_r == rpt - 1) begin
+                                wt_r <= 0;
+                                wt_t <= wt_last_t ? 16'd0 : wt_t + 1;
+                            end else
+                                wt_r <= wt_r + 1;
+                            if (wr_addr == wpl - 1) wph <= ws ? WP_DRAIN : WP_ACT;
+                        end else
+                            wr_lane <= wr_lane + 1;
+                    end
                     WP_ACT: begin
+                        wr_lin <= wr_lin + 1;
+                        wr_ptr <= wr_ptr + 1'b1;
                         if (wr_k == row_words - 1) begin
                             wr_k <= 0;
                             wr_row <= wr_row + 1;
                             rows_written <= rows_written + 1;
-                            wr_slot <= (wr_slot == LB_ROWS - 1) ? 0 : wr_slot + 1;
-                            if (wr_row == c_h - 1) wph <= WP_DRAIN;
+                            if (wr_row == c_h - 1) wph <= ws ? WP_WEIGHT : WP_DRAIN;
                         end else
                             wr_k <= wr_k + 1;
                     end
@@ -166,20 +226,71 @@ module ohq_conv_engine #(
         end
     end
 
+    // Lane table: (jj, cc) walk the lanes in order; a pixel group is used when it fits in PE.
+    integer li;
+    always @(posedge clk) begin
+        if (!rst_n || st != ST_RUN) begin
+            lt_busy <= (st == ST_D6);
+            lt_i <= 0; lt_jj <= 0; lt_cc <= 0; lt_joff <= 0; lt_jcnt <= 0;
+            if (st == ST_D6) l_used <= 0;
+        end else if (lt_busy) begin
+            if (!dw || cpp >= PE) begin
+                l_off[lt_i[LOG_PE-1:0]] <= dw ? lt_i[LOG_NB-1:0] : {LOG_NB{1'b0}};
+                l_jx[lt_i[LOG_PE-1:0]] <= 0;
+                l_j[lt_i[LOG_PE-1:0]] <= 0;
+                l_chunk[lt_i[LOG_PE-1:0]] <= lt_i[LOG_PE-1:0];
+                l_used[lt_i[LOG_PE-1:0]] <= 1'b1;
+            end else begin
+                l_off[lt_i[LOG_PE-1:0]] <= lt_joff[LOG_NB-1:0] + lt_cc[LOG_NB-1:0];
+                l_jx[lt_i[LOG_PE-1:0]] <= c_s2 ? {lt_jj[LOG_PE-1:0], 1'b0} : lt_jj;
+                l_j[lt_i[LOG_PE-1:0]] <= lt_jj;
+                l_chunk[lt_i[LOG_PE-1:0]] <= lt_cc[LOG_PE-1:0];
+                l_used[lt_i[LOG_PE-1:0]] <= ((lt_jj + 1) * cpp <= PE);
+                if (lt_cc == cpp - 1) begin
+                    lt_cc <= 0;
+                    lt_jj <= lt_jj + 1;
+                    lt_joff <= lt_joff + (c_s2 ? {cpp[LOG_NB-1:0], 1'b0} : {1'b0, cpp[LOG_NB-1:0]});
+                    if ((lt_jj + 1) * cpp <= PE) lt_jcnt <= lt_jcnt + 1;
+                end else
+                    lt_cc <= lt_cc + 1;
+            end
+            if (lt_i == PE - 1) lt_busy <= 1'b0;
+            lt_i <= lt_i + 1;
+        end
+    end
+    always @(posedge clk) begin
+        if (st == ST_RUN && !lt_busy && lt_i == PE) begin
+            // J and the per-group steps, once the table is complete (before any issue).
+            if (dw && cpp < PE) begin
+                grp_j <= {{(15-LOG_PE){1'b0}}, lt_jcnt};
+                xstep <= lt_jcnt * cpp * (c_s2 ? 2 : 1);
+                ixstep <= lt_jcnt * (c_s2 ? 2 : 1);
+            end else begin
+                grp_j <= 1;
+                xstep <= c_s2 ? {cpp, 1'b0} : {16'd0, cpp};
+                ixstep <= c_s2 ? 2 : 1;
+            end
+        end
+    end
+    always @(posedge clk) if (st == ST_D6) j1 <= dw && (cpp >= PE);
+    // lt_i stays at PE once the table is done
+    wire table_done = (lt_i == PE) && !lt_busy;
+
     // ------------------------------------------------------------------ compute (issue, S0)
     localparam [1:0] C_IDLE = 0, C_WAIT = 1, C_RUN = 2, C_END = 3;
     reg [1:0]  cst;
     reg [15:0] oy, ox, g, t, ch;
     reg [3:0]  ky, kx;
     reg signed [17:0] iy0, ix0;
-    reg [SLW-1:0] slot0;
-    reg signed [23:0] xbase, kxoff, gbase;
-    reg [31:0] waddr;
+    reg [LOG_CAP-1:0] ybase, kyoff, xbase, kxoff, gbase, tsel;
+    reg [31:0] waddr, wtile;   // weight address of the step; first row of the tile (ws)
     reg [15:0] tile_lin;
     reg [16:0] need_rows;
-    wire adv;                  // the whole pipeline advances (output FIFO not full)
+    wire adv_f;                // the front pipeline (issue .. accumulate) advances
+    wire adv_b;                // the back pipeline (unload .. output FIFO) advances
     wire rows_ready = (rows_written >= need_rows);
-    wire issue = (cst == C_RUN) && rows_ready && adv;
+    wire w_ok = !ws || (wph == WP_DRAIN) || (waddr < wr_addr);  // ws: the step's row is in
+    wire issue = (cst == C_RUN) && rows_ready && w_ok && adv_f;
     assign stat_mac = issue;
 
     wire last_ch = (ch == chunks_g - 1);
@@ -187,25 +298,38 @@ module ohq_conv_engine #(
     wire last_ky = (ky == c_k - 1);
     wire last_t = (t == tiles_g - 1);
     wire last_g = (g == ngroups - 1);
-    wire last_ox = (ox == ow - 1);
+    wire last_ox = (ox + grp_j >= ow);
     wire last_oy = (oy == oh - 1);
     wire op_first = (ch == 0) && (kx == 0) && (ky == 0);
     wire op_last = last_ch && last_kx && last_ky;
-    wire op_pix_end = op_last && last_t && last_g;
-    wire op_end = op_pix_end && last_ox && last_oy;
+    wire op_tiles_end = op_last && last_t && last_g;         // normal order: pixel complete
+    wire op_map_end = op_last && last_ox && last_oy;          // ws order: tile complete
+    wire op_pix_end = ws ? op_last : op_tiles_end;            // output word ends a byte run
+    wire op_end = op_tiles_end && last_ox && last_oy;
     wire signed [17:0] iy = iy0 + $signed({14'd0, ky});
-    wire signed [17:0] ix = ix0 + $signed({14'd0, kx});
-    wire op_pad = (iy < 0) || (iy >= $signed({2'b00, c_h})) || (ix < 0) || (ix >= $signed({2'b00, c_w}));
-    wire [SLW:0] slot_sum = slot0 + ky;
-    wire [SLW-1:0] slot_y = (slot_sum >= LB_ROWS) ? slot_sum - LB_ROWS : slot_sum;
-    // Word of the pixel: group base + chunk; in depthwise mode the word holding tile t's channels.
-    wire [15:0] t_word = t >> LOG_CH_PE;
-    wire signed [23:0] gsel = dw ? $signed({8'd0, t_word}) : gbase;
-    wire signed [23:0] aoff = xbase + kxoff + gsel + $signed({8'd0, ch});
-    wire [SLW+RWA-1:0] lb_raddr = {slot_y, aoff[RWA-1:0]};
+    wire signed [17:0] ixk = ix0 + $signed({14'd0, kx});
+    wire row_pad = (iy < 0) || (iy >= $signed({2'b00, c_h}));
+    wire [LOG_CAP-1:0] wsel = dw ? tsel : gbase + ch[LOG_CAP-1:0];
+    wire [LOG_CAP-1:0] baddr = ybase + kyoff + xbase + kxoff + wsel;
     wire [NVW-1:0] op_nvalid = last_t ? last_nvalid[NVW-1:0] : PE;
     wire signed [17:0] iy0_next = iy0 + (c_s2 ? 2 : 1);
     wire signed [17:0] need_next = iy0_next + c_k;
+    wire [31:0] ystep = c_s2 ? {row_words[30:0], 1'b0} : row_words;
+
+    // Per-lane: bank of the lane's word, padding, and whether the lane computes a real output.
+    reg [PE*LOG_NB-1:0] op_sel;
+    reg [PE-1:0] op_padl, op_lvalid;
+    integer lp;
+    always @* begin
+        for (lp = 0; lp < PE; lp = lp + 1) begin
+            op_sel[lp*LOG_NB +: LOG_NB] = baddr[LOG_NB-1:0] + (dw ? l_off[lp] : {LOG_NB{1'b0}});
+            op_padl[lp] = row_pad || (ixk + $signed({13'd0, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}}) < 0)
+                          || (ixk + $signed({13'd0, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}})
+                              >= $signed({2'b00, c_w}));
+            op_lvalid[lp] = l_used[lp] && (ox + l_j[lp] < ow)
+                            && (!j1 || ({t[15-LOG_PE:0], {LOG_PE{1'b0}}} + lp < cpp));
+        end
+    end
 
     always @(posedge clk) begin
         if (!rst_n || st != ST_RUN) begin
@@ -217,37 +341,88 @@ module ohq_conv_engine #(
                     oy <= 0; ox <= 0; g <= 0; t <= 0; ch <= 0; ky <= 0; kx <= 0;
                     iy0 <= -$signed({14'd0, c_pt});
                     ix0 <= -$signed({14'd0, c_pl});
-                    low_row <= -$signed({14'd0, c_pt});
-                    slot0 <= (c_pt == 0) ? 0 : LB_ROWS - c_pt;
+                    low_lin <= -$signed({2'b00, low_lin0});
+                    ybase <= ybase0_init;
                     xbase <= xbase0;
-                    kxoff <= 0; gbase <= 0; waddr <= 0; tile_lin <= 0;
-                    need_rows <= ((c_k - c_pt) > c_h) ? c_h : (c_k - c_pt);
+                    kyoff <= 0; kxoff <= 0; gbase <= 0; tsel <= 0; waddr <= 0; wtile <= 0;
+                    tile_lin <= 0;
+                    need_rows <= ws ? 17'd0 : ((c_k - c_pt) > c_h) ? c_h : (c_k - c_pt);
                     cst <= C_WAIT;
                 end
-                C_WAIT: if (wph == WP_ACT || wph == WP_DRAIN) cst <= C_RUN;
-                C_RUN: if (issue) begin
+                C_WAIT: if ((ws ? (wph == WP_WEIGHT || wph == WP_DRAIN) : (wph == WP_ACT || wph == WP_DRAIN))
+                            && table_done) cst <= C_RUN;
+                C_RUN: if (issue && ws) begin
+                    // ws order (group, tile, oy, ox, ky, kx, chunk): the tile's weights stream in
+                    // while its first output pixel computes.
+                    waddr <= !op_last ? waddr + 1 : (op_map_end ? wtile + kkc : wtile);
+                    if (!last_ch) ch <= ch + 1;
+                    else begin
+                        ch <= 0;
+                        if (!last_kx) begin kx <= kx + 1; kxoff <= kxoff + cpp[LOG_CAP-1:0]; end
+                        else begin
+                            kx <= 0; kxoff <= 0;
+                            if (!last_ky) begin ky <= ky + 1; kyoff <= kyoff + row_words[LOG_CAP-1:0]; end
+                            else begin
+                                ky <= 0; kyoff <= 0;
+                                if (!last_ox) begin
+                                    ox <= ox + 1;
+                                    ix0 <= ix0 + $signed(ixstep);
+                                    xbase <= xbase + xstep[LOG_CAP-1:0];
+                                end else begin
+                                    ox <= 0;
+                                    ix0 <= -$signed({14'd0, c_pl});
+                                    xbase <= xbase0;
+                                    if (!last_oy) begin
+                                        oy <= oy + 1;
+                                        iy0 <= iy0_next;
+                                        ybase <= ybase + ystep[LOG_CAP-1:0];
+                                    end else begin
+                                        oy <= 0;
+                                        iy0 <= -$signed({14'd0, c_pt});
+                                        ybase <= ybase0_init;
+                                        wtile <= wtile + kkc;
+                                        tile_lin <= tile_lin + 1;
+                                        if (!last_t) t <= t + 1;
+                                        else begin
+                                            t <= 0;
+                                            if (!last_g) begin
+                                                g <= g + 1;
+                                                gbase <= gbase + chunks_g[LOG_CAP-1:0];
+                                            end else begin
+                                                cst <= C_END;
+                                                free_all <= 1'b1;
+                                            end
+                                        end
+                                    end
+                                end
+                            end
+                        end
+                    end
+                end else if (issue) begin
                     waddr <= op_pix_end ? 0 : waddr + 1;
                     if (!last_ch) ch <= ch + 1;
                     else begin
                         ch <= 0;
-                        if (!last_kx) begin kx <= kx + 1; kxoff <= kxoff + $signed({8'd0, cpp}); end
+                        if (!last_kx) begin kx <= kx + 1; kxoff <= kxoff + cpp[LOG_CAP-1:0]; end
                         else begin
                             kx <= 0; kxoff <= 0;
-                            if (!last_ky) ky <= ky + 1;
+                            if (!last_ky) begin ky <= ky + 1; kyoff <= kyoff + row_words[LOG_CAP-1:0]; end
                             else begin
-                                ky <= 0;
-                                if (!last_t) begin t <= t + 1; tile_lin <= tile_lin + 1; end
-                                else begin
-                                    t <= 0;
+                                ky <= 0; kyoff <= 0;
+                                if (!last_t) begin
+                                    t <= t + 1; tile_lin <= tile_lin + 1;
+                                    tsel <= tsel + PE;
+                                end else begin
+                                    t <= 0; tsel <= 0;
                                     if (!last_g) begin
                                         g <= g + 1; tile_lin <= tile_lin + 1;
-                                        gbase <= gbase + $signed({8'd0, chunks_g});
+                                        gbase <= gbase + chunks_g[LOG_CAP-1:0];
                                     end else begin
                                         g <= 0; gbase <= 0; tile_lin <= 0;
                                         if (!last_ox) begin
-                                            ox <= ox + 1;
-                                            ix0 <= ix0 + (c_s2 ? 2 : 1);
-                                            xbase <= xbase + scpp;
+                                            ox <= ox + grp_j;
+                                            ix0 <= ix0 + $signed(ixstep);
+                                            xbase <= xbase + xstep[LOG_CAP-1:0];
                                         end else begin
                                             ox <= 0;
                                             ix0 <= -$signed({14'd0, c_pl});
@@ -255,10 +430,8 @@ module ohq_conv_engine #(
                                             if (!last_oy) begin
                                                 oy <= oy + 1;
                                                 iy0 <= iy0_next;
-                                                low_row <= iy0_next;
-                                                slot0 <= (slot0 + (c_s2 ? 2 : 1) >= LB_ROWS)
-                                                         ? slot0 + (c_s2 ? 2 : 1) - LB_ROWS
-                                                         : slot0 + (c_s2 ? 2 : 1);
+                                                low_lin <= low_lin + $signed({2'b00, ystep});
+                                                ybase <= ybase + ystep[LOG_CAP-1:0];
                                                 need_rows <= (need_next > $signed({2'b00, c_h}))
                                                              ? c_h : need_next[16:0];
                                             end else begin
@@ -277,71 +450,103 @@ module ohq_conv_engine #(
         end
     end
 
-    // ------------------------------------------------------------------ memories, S1
-    reg [SIMD*8-1:0] lbuf [0:LB_ROWS*MAX_ROW_WORDS-1];
-    reg [SIMD*8-1:0] act1;
-    always @(posedge clk) begin
-        if (lb_we) lbuf[lb_waddr] <= gb_word[SIMD*8-1:0];
-        if (adv) act1 <= lbuf[lb_raddr];
-    end
+    // ------------------------------------------------------------------ line buffer, S1
+    // Bank b holds words w with w mod NB == b. A step reads the NB consecutive words from its
+    // base: bank b at row (base >> LOG_NB) + (b < base mod NB); lane i takes bank sel[i].
+    wire [SIMD*8-1:0] bank_q [0:NB-1];
+    genvar bk;
+    generate
+        for (bk = 0; bk < NB; bk = bk + 1) begin : bank
+            reg [SIMD*8-1:0] mem [0:(1 << LOG_BD)-1];
+            reg [SIMD*8-1:0] q;
+            wire [LOG_BD-1:0] ra = baddr[LOG_CAP-1:LOG_NB]
+                                   + ((bk < baddr[LOG_NB-1:0]) ? 1'b1 : 1'b0);
+            always @(posedge clk) begin
+                if (lb_we && wr_ptr[LOG_NB-1:0] == bk) mem[wr_ptr[LOG_CAP-1:LOG_NB]] <= gb_word[SIMD*8-1:0];
+                if (adv_f) q <= mem[ra];
+            end
+            assign bank_q[bk] = q;
+        end
+    endgenerate
 
-    reg v1, pad1, first1, last1, pixend1, end1;
+    // Step flags through the front pipeline: S1 (memories), S2 (lane words), S3 (products),
+    // S4 (partial sums; depthwise accumulate), S5 (word sums), S6 (accumulate).
+    reg v1, first1, last1, pixend1, end1;
+    reg [PE*LOG_NB-1:0] sel1;
+    reg [PE-1:0] padl1, lval1;
     reg [TA-1:0] tile1;
     reg [NVW-1:0] nv1;
+    reg [15:0] ox1, t1;
     reg v2, first2, last2, pixend2, end2;
+    reg [PE-1:0] lval2;
     reg [TA-1:0] tile2;
     reg [NVW-1:0] nv2;
+    reg [15:0] ox2, t2;
     reg v3, first3, last3, pixend3, end3;
+    reg [PE-1:0] lval3;
     reg [TA-1:0] tile3;
     reg [NVW-1:0] nv3;
-    reg v4, pixend4, end4;
+    reg [15:0] ox3, t3;
+    reg v4, first4, last4, pixend4, end4;
+    reg [PE-1:0] lval4;
+    reg [TA-1:0] tile4;
     reg [NVW-1:0] nv4;
-    reg v5, pixend5, end5;
+    reg [15:0] ox4, t4;
+    reg v5, first5, last5, pixend5, end5;
+    reg [TA-1:0] tile5;
     reg [NVW-1:0] nv5;
-    reg v6, pixend6, end6;
+    reg v6, last6, pixend6, end6;
+    reg [TA-1:0] tile6;
     reg [NVW-1:0] nv6;
-    reg v7, pixend7, end7;
-    reg [NVW-1:0] nv7;
 
     always @(posedge clk) begin
         if (!rst_n || st != ST_RUN) begin
-            v1 <= 0; v2 <= 0; v3 <= 0; v4 <= 0; v5 <= 0; v6 <= 0; v7 <= 0;
-        end else if (adv) begin
-            v1 <= issue; pad1 <= op_pad; first1 <= op_first; last1 <= op_last;
-            pixend1 <= op_pix_end; end1 <= op_end; tile1 <= tile_lin[TA-1:0]; nv1 <= op_nvalid;
+            v1 <= 0; v2 <= 0; v3 <= 0; v4 <= 0; v5 <= 0; v6 <= 0;
+        end else if (adv_f) begin
+            v1 <= issue; first1 <= op_first; last1 <= op_last; pixend1 <= op_pix_end;
+            end1 <= op_end; tile1 <= tile_lin[TA-1:0]; nv1 <= op_nvalid; sel1 <= op_sel;
+            padl1 <= op_padl; lval1 <= op_lvalid; ox1 <= ox; t1 <= t;
             v2 <= v1; first2 <= first1; last2 <= last1; pixend2 <= pixend1; end2 <= end1;
-            tile2 <= tile1; nv2 <= nv1;
+            tile2 <= tile1; nv2 <= nv1; lval2 <= lval1; ox2 <= ox1; t2 <= t1;
             v3 <= v2; first3 <= first2; last3 <= last2; pixend3 <= pixend2; end3 <= end2;
-            tile3 <= tile2; nv3 <= nv2;
-            v4 <= v3 && last3; pixend4 <= pixend3; end4 <= end3; nv4 <= nv3;
-            v5 <= v4; pixend5 <= pixend4; end5 <= end4; nv5 <= nv4;
-            v6 <= v5; pixend6 <= pixend5; end6 <= end5; nv6 <= nv5;
-            v7 <= v6; pixend7 <= pixend6; end7 <= end6; nv7 <= nv6;
+            tile3 <= tile2; nv3 <= nv2; lval3 <= lval2; ox3 <= ox2; t3 <= t2;
+            v4 <= v3; first4 <= first3; last4 <= last3; pixend4 <= pixend3; end4 <= end3;
+            tile4 <= tile3; nv4 <= nv3; lval4 <= lval3; ox4 <= ox3; t4 <= t3;
+            v5 <= v4 && !dw; first5 <= first4; last5 <= last4; pixend5 <= pixend4; end5 <= end4;
+            tile5 <= tile4; nv5 <= nv4;
+            v6 <= v5; last6 <= last5; pixend6 <= pixend5; end6 <= end5; tile6 <= tile5; nv6 <= nv5;
         end
     end
 
+    // Snapshot event: a depthwise group completes at S4, a dense output at S6.
+    wire ev_dw = dw && v4 && last4;
+    wire ev_dn = !dw && v6 && last6;
+    wire ev = ev_dw || ev_dn;
+
     // ------------------------------------------------------------------ PE lanes
-    wire [PE*8-1:0] res_bus;
+    wire [PE*32-1:0] dacc_bus;                 // dense accumulators at the snapshot
+    wire [PE*CH*AWD-1:0] wacc_bus;             // depthwise accumulators at the snapshot
     genvar pe, e;
     generate
         for (pe = 0; pe < PE; pe = pe + 1) begin : lane
             reg [SIMD*8-1:0] wmem [0:MAX_WDEPTH-1];
-            reg [63:0] pmem [0:MAX_TILES-1];
-            reg [SIMD*8-1:0] w1;
-            reg [63:0] prm4;
-            reg [7:0] res7;
+            reg [SIMD*8-1:0] w1, w2, a2;
             always @(posedge clk) begin
-                if (gb_take && wph == WP_WEIGHT && wr_lane == pe) wmem[wr_addr[WA-1:0]] <= gb_word[SIMD*8-1:0];
-                if (gb_take && wph == WP_PARAM && wr_lane == pe) pmem[wr_addr[TA-1:0]] <= gb_word[63:0];
-                if (adv) w1 <= wmem[waddr[WA-1:0]];
-                if (adv) prm4 <= pmem[tile3];
+                if (gb_take && wph == WP_WEIGHT && ((dw && !j1) ? (l_used[pe] && l_chunk[pe] == wr_lane)
+                                                                 : (wr_lane == pe)))
+                    wmem[wr_addr[WA-1:0]] <= gb_word[SIMD*8-1:0];
+                if (adv_f) begin
+                    w1 <= wmem[waddr[WA-1:0]];
+                    w2 <= w1;
+                    a2 <= padl1[pe] ? {SIMD*8{1'b0}} : bank_q[sel1[pe*LOG_NB +: LOG_NB]];
+                end
             end
 
-            // S2: products of the CH elements of the word.
-            reg [CH*PW-1:0] prod2;
+            // S3: products of the CH elements of the word.
+            reg [CH*PW-1:0] prod3;
             for (e = 0; e < CH; e = e + 1) begin : mul
-                wire [BITS-1:0] xa = pad1 ? {BITS{1'b0}} : act1[e*BITS +: BITS];
-                wire [BITS-1:0] wb = w1[e*BITS +: BITS];
+                wire [BITS-1:0] xa = a2[e*BITS +: BITS];
+                wire [BITS-1:0] wb = w2[e*BITS +: BITS];
                 wire signed [BITS:0] xs = {c_in_signed & xa[BITS-1], xa};
                 wire signed [BITS-1:0] ws = wb;
                 wire signed [PW-1:0] pr;
@@ -361,62 +566,193 @@ module ohq_conv_engine #(
                 end else begin : dsp
                     assign pr = xs * ws;
                 end
-                always @(posedge clk) if (adv) prod2[e*PW +: PW] <= pr;
+                always @(posedge clk) if (adv_f) prod3[e*PW +: PW] <= pr;
+
+                // Depthwise: element-wise accumulate into S4 (no wrap: <= 49 products).
+                reg signed [AWD-1:0] dacc;
+                wire signed [AWD-1:0] pe_x = $signed(prod3[e*PW +: PW]);
+                always @(posedge clk) if (adv_f && dw && v3) dacc <= first3 ? pe_x : dacc + pe_x;
+                assign wacc_bus[(pe*CH+e)*AWD +: AWD] = dacc;
             end
 
-            // S3: sum of the products.
-            reg signed [SW-1:0] sum_c;
+            // S4: partial sums of GS products; S5: the word sum (two adder-tree stages).
+            reg signed [(PW+2)*NG-1:0] ps_c, ps4;
+            integer q, r;
+            always @* begin
+                ps_c = {(PW+2)*NG{1'b0}};
+                for (q = 0; q < NG; q = q + 1)
+                    for (r = 0; r < GS; r = r + 1)
+                        ps_c[q*(PW+2) +: PW+2] = $signed(ps_c[q*(PW+2) +: PW+2])
+                                                 + $signed(prod3[(q*GS+r)*PW +: PW]);
+            end
+            always @(posedge clk) if (adv_f) ps4 <= ps_c;
+            reg signed [SW-1:0] sum_c, sum5;
             integer i;
             always @* begin
                 sum_c = 0;
-                for (i = 0; i < CH; i = i + 1) sum_c = sum_c + $signed(prod2[i*PW +: PW]);
+                for (i = 0; i < NG; i = i + 1) sum_c = sum_c + $signed(ps4[i*(PW+2) +: PW+2]);
             end
-            reg signed [SW-1:0] sum3;
-            always @(posedge clk) if (adv) sum3 <= sum_c;
+            always @(posedge clk) if (adv_f) sum5 <= sum_c;
 
-            // S4: accumulate (int32, wrapping); snapshot at the last step of an output.
-            reg signed [31:0] acc, acc4;
-            wire signed [31:0] sum3x = sum3;
-            wire signed [31:0] acc_n = first3 ? sum3x : acc + sum3x;
-            always @(posedge clk) if (adv && v3) begin
-                acc <= acc_n;
-                if (last3) acc4 <= acc_n;
-            end
-
-            // R1..R3: + bias (int32 wrap), * mult + round, >>> shift, ReLU, clamp.
-            reg signed [31:0] a5;
-            reg [15:0] mult5;
-            reg [5:0] shift5;
-            reg signed [48:0] p6;
-            reg [5:0] shift6;
-            wire signed [31:0] bias4 = prm4[31:0];
-            wire signed [48:0] rnd5 = (shift5 == 0) ? 49'sd0 : (49'sd1 <<< (shift5 - 1));
-            wire signed [48:0] y6 = p6 >>> shift6;
-            wire signed [48:0] yr6 = (c_relu && y6 < 0) ? 49'sd0 : y6;
-            wire signed [48:0] hi6 = c_ob8 ? (c_out_signed ? 49'sd127 : 49'sd255)
-                                           : (c_out_signed ? 49'sd7 : 49'sd15);
-            wire signed [48:0] lo6 = !c_out_signed ? 49'sd0 : (c_ob8 ? -49'sd128 : -49'sd8);
-            wire signed [48:0] yc6 = (yr6 > hi6) ? hi6 : ((yr6 < lo6) ? lo6 : yr6);
-            always @(posedge clk) if (adv) begin
-                a5 <= acc4 + bias4;
-                mult5 <= prm4[47:32];
-                shift5 <= prm4[53:48];
-                p6 <= a5 * $signed({1'b0, mult5}) + rnd5;
-                shift6 <= shift5;
-                res7 <= yc6[7:0];
-            end
-            assign res_bus[pe*8 +: 8] = res7;
+            // S6: accumulate (int32, wrapping).
+            reg signed [31:0] acc;
+            wire signed [31:0] sum5x = sum5;
+            always @(posedge clk) if (adv_f && v5) acc <= first5 ? sum5x : acc + sum5x;
+            assign dacc_bus[pe*32 +: 32] = acc;
         end
     endgenerate
 
+    // ------------------------------------------------------------------ unload (back pipeline)
+    // A snapshot of the accumulators is unloaded as words of up to RQ outputs: one word per dense
+    // output (pixel x tile), U words per depthwise group (lane by lane, RQ elements a word).
+    reg [PE*32-1:0] s_dn;
+    reg [PE*CH*AWD-1:0] s_dw;
+    reg ub_busy, ub_dw, ub_end, ub_pixend;
+    reg [LOG_U-1:0] ub_u;
+    reg [PE-1:0] ub_lval;
+    reg [15:0] ub_ox, ub_t;
+    reg [TA-1:0] ub_tile;
+    reg [NVW-1:0] ub_nv;
+    wire ub_lastw = ub_dw ? (ub_u == U - 1) : 1'b1;
+    wire ub_free = !ub_busy || (ub_lastw && adv_b);
+    wire block = ev && !ub_free;
+    assign adv_f = !block;
+
+    always @(posedge clk) begin
+        if (!rst_n || st != ST_RUN) begin
+            ub_busy <= 1'b0;
+        end else begin
+            if (ub_busy && adv_b) begin
+                if (ub_lastw) ub_busy <= 1'b0;
+                ub_u <= ub_u + 1;
+            end
+            if (ev && ub_free) begin
+                ub_busy <= 1'b1;
+                ub_u <= 0;
+                ub_dw <= dw;
+                if (dw) begin
+                    s_dw <= wacc_bus;
+                    ub_lval <= lval4; ub_ox <= ox4; ub_t <= t4; ub_end <= end4;
+                end else begin
+                    s_dn <= dacc_bus;
+                    ub_tile <= tile6; ub_nv <= nv6; ub_end <= end6; ub_pixend <= pixend6;
+                end
+            end
+        end
+    end
+
+    // The word being unloaded.
+    wire [LOG_U-1:0] u_lane_w = (ub_u / WPL) % PE;
+    wire [LOG_U-1:0] u_wi = ub_u % WPL;
+    wire [LOG_PE-1:0] u_lane = u_lane_w[LOG_PE-1:0];
+    wire [15:0] u_chunk = (j1 ? {ub_t[15-LOG_PE:0], {LOG_PE{1'b0}}} : 16'd0) + l_chunk[u_lane];
+    wire [31:0] u_cbase = {u_chunk, {LOG_CH{1'b0}}} + (u_wi << LOG_RQ);
+    wire [31:0] u_left = (u_cbase < c_cin) ? c_cin - u_cbase : 0;
+    wire [NVW-1:0] u_nv_dw = !ub_lval[u_lane] ? 0 : ((u_left >= RQ) ? RQ : u_left[NVW-1:0]);
+    wire u_pixend_dw = (u_cbase + RQ >= c_cin) && (u_nv_dw != 0);
+    wire u_end_dw = ub_end && u_pixend_dw && (ub_ox + l_j[u_lane] == ow - 1);
+    wire [31:0] u_paddr_dw = (u_chunk << LOG_WPL) + u_wi;
+    // Word u of a depthwise snapshot: elements u*RQ .. u*RQ+RQ-1 of the (lane, element) order.
+    wire [RQ*AWD-1:0] s_word [0:U-1];
+    genvar uw;
+    generate
+        for (uw = 0; uw < U; uw = uw + 1) begin : unload_word
+            assign s_word[uw] = s_dw[uw*RQ*AWD +: RQ*AWD];
+        end
+    endgenerate
+    wire [RQ*AWD-1:0] u_word = s_word[ub_u[LOG_U-2:0]];
+    reg [RQ*32-1:0] u_vals;
+    integer ur;
+    always @* begin
+        u_vals = {RQ*32{1'b0}};
+        for (ur = 0; ur < RQ; ur = ur + 1) begin
+            if (ub_dw)
+                u_vals[ur*32 +: 32] = {{(32-AWD){u_word[ur*AWD + AWD - 1]}}, u_word[ur*AWD +: AWD]};
+            else if (ur < PE)
+                u_vals[ur*32 +: 32] = s_dn[(ur % PE)*32 +: 32];
+        end
+    end
+    wire [NVW-1:0] u_nv = ub_dw ? u_nv_dw : ub_nv;
+
+    // R1: word registered, param read issued; R2: + bias; R3: * mult + round; R4: shift, clamp.
+    reg r1_v, r1_pixend, r1_end;
+    reg [NVW-1:0] r1_nv;
+    reg [TA-1:0] r1_paddr;
+    reg [RQ*32-1:0] r1_vals;
+    reg r2_v, r2_pixend, r2_end, r3_v, r3_pixend, r3_end, r4_v, r4_pixend, r4_end;
+    reg [NVW-1:0] r2_nv, r3_nv, r4_nv;
+    always @(posedge clk) begin
+        if (!rst_n || st != ST_RUN) begin
+            r1_v <= 0; r2_v <= 0; r3_v <= 0; r4_v <= 0;
+        end else if (adv_b) begin
+            r1_v <= ub_busy && (u_nv != 0);
+            r1_nv <= u_nv;
+            r1_pixend <= ub_dw ? u_pixend_dw : ub_pixend;
+            r1_end <= ub_dw ? u_end_dw : ub_end;
+            r1_paddr <= ub_dw ? u_paddr_dw[TA-1:0] : ub_tile;
+            r1_vals <= u_vals;
+            r2_v <= r1_v; r2_nv <= r1_nv; r2_pixend <= r1_pixend; r2_end <= r1_end;
+            r3_v <= r2_v; r3_nv <= r2_nv; r3_pixend <= r2_pixend; r3_end <= r2_end;
+            r4_v <= r3_v; r4_nv <= r3_nv; r4_pixend <= r3_pixend; r4_end <= r3_end;
+        end
+    end
+
+    wire [RQ*8-1:0] res_bus;
+    genvar rq;
+    generate
+        for (rq = 0; rq < RQ; rq = rq + 1) begin : requant
+            reg [63:0] pmem [0:MAX_TILES-1];
+            reg [63:0] prm2;
+            reg signed [31:0] v2;
+            reg signed [31:0] a3;
+            reg [15:0] mult3;
+            reg [5:0] shift3;
+            reg signed [48:0] p4;
+            reg [5:0] shift4;
+            reg [7:0] res5;
+            always @(posedge clk) begin
+                if (gb_take && wph == WP_PARAM && wr_lane == rq) pmem[wr_addr[TA-1:0]] <= gb_word[63:0];
+                if (adv_b) begin
+                    prm2 <= pmem[r1_paddr];
+                    v2 <= r1_vals[rq*32 +: 32];
+                end
+            end
+            wire signed [31:0] bias2 = prm2[31:0];
+            wire signed [48:0] rnd3 = (shift3 == 0) ? 49'sd0 : (49'sd1 <<< (shift3 - 1));
+            wire signed [48:0] y4 = p4 >>> shift4;
+            wire signed [48:0] yr4 = (c_relu && y4 < 0) ? 49'sd0 : y4;
+            wire signed [48:0] hi4 = c_ob8 ? (c_out_signed ? 49'sd127 : 49'sd255)
+                                           : (c_out_signed ? 49'sd7 : 49'sd15);
+            wire signed [48:0] lo4 = !c_out_signed ? 49'sd0 : (c_ob8 ? -49'sd128 : -49'sd8);
+            wire signed [48:0] yc4 = (yr4 > hi4) ? hi4 : ((yr4 < lo4) ? lo4 : yr4);
+            always @(posedge clk) if (adv_b) begin
+                a3 <= v2 + bias2;
+                mult3 <= prm2[47:32];
+                shift3 <= prm2[53:48];
+                p4 <= a3 * $signed({1'b0, mult3}) + rnd3;
+                shift4 <= shift3;
+                res5 <= yc4[7:0];
+            end
+            assign res_bus[rq*8 +: 8] = res5;
+        end
+    endgenerate
+    reg r5_v, r5_pixend, r5_end;
+    reg [NVW-1:0] r5_nv;
+    always @(posedge clk) begin
+        if (!rst_n || st != ST_RUN) r5_v <= 0;
+        else if (adv_b) begin
+            r5_v <= r4_v; r5_nv <= r4_nv; r5_pixend <= r4_pixend; r5_end <= r4_end;
+        end
+    end
+
     // ------------------------------------------------------------------ output FIFO, packer
     localparam integer FD = 8;
-    localparam integer FEW = PE * 8 + NVW + 2;
+    localparam integer FEW = RQ * 8 + NVW + 2;
     reg [FEW-1:0] fifo [0:FD-1];
     reg [3:0] f_wp, f_rp, f_cnt;
     wire f_full = (f_cnt == FD);
-    assign adv = !f_full;
-    wire f_push = adv && v7;
+    assign adv_b = !f_full;
+    wire f_push = adv_b && r5_v;
     wire pk_ready;
     wire f_pop = (f_cnt != 0) && pk_ready;
     wire [FEW-1:0] f_head = fifo[f_rp[2:0]];
@@ -425,18 +761,18 @@ module ohq_conv_engine #(
             f_wp <= 0; f_rp <= 0; f_cnt <= 0;
         end else begin
             if (f_push) begin
-                fifo[f_wp[2:0]] <= {end7, pixend7, nv7, res_bus};
+                fifo[f_wp[2:0]] <= {r5_end, r5_pixend, r5_nv, res_bus};
                 f_wp <= f_wp + 1;
             end
             if (f_pop) f_rp <= f_rp + 1;
-            f_cnt <= f_cnt + f_push - f_pop;
+            f_cnt <= f_cnt + {3'd0, f_push} - {3'd0, f_pop};
         end
     end
 
-    ohq_out_packer #(.PE(PE), .BUS_BYTES(BUS_BYTES)) u_packer (
+    ohq_out_packer #(.PE(RQ), .BUS_BYTES(BUS_BYTES)) u_packer (
         .clk(clk), .rst_n(rst_n), .clear(st != ST_RUN), .ob8(c_ob8),
-        .in_data(f_head[PE*8-1:0]), .in_nvalid(f_head[PE*8 +: NVW]),
-        .in_pix_end(f_head[PE*8+NVW]), .in_last(f_head[PE*8+NVW+1]),
+        .in_data(f_head[RQ*8-1:0]), .in_nvalid(f_head[RQ*8 +: NVW]),
+        .in_pix_end(f_head[RQ*8+NVW]), .in_last(f_head[RQ*8+NVW+1]),
         .in_valid(f_cnt != 0), .in_ready(pk_ready),
         .m_tdata(m_tdata), .m_tvalid(m_tvalid), .m_tready(m_tready), .m_tlast(m_tlast));
     assign stat_out_stall = m_tvalid && !m_tready;
@@ -470,10 +806,10 @@ module ohq_conv_engine #(
                 ST_DIV: begin   // restoring division: cin / groups, cout / groups
                     div_na <= div_na << 1;
                     div_nb <= div_nb << 1;
-                    if (div_ra_s >= div_d) begin div_ra <= div_ra_s - div_d; div_qa <= {div_qa[14:0], 1'b1}; end
-                    else begin div_ra <= div_ra_s; div_qa <= {div_qa[14:0], 1'b0}; end
-                    if (div_rb_s >= div_d) begin div_rb <= div_rb_s - div_d; div_qb <= {div_qb[14:0], 1'b1}; end
-                    else begin div_rb <= div_rb_s; div_qb <= {div_qb[14:0], 1'b0}; end
+                    if (div_ra_s >= div_d) begin div_ra <= div_ra_s[15:0] - div_d[15:0]; div_qa <= {div_qa[14:0], 1'b1}; end
+                    else begin div_ra <= div_ra_s[15:0]; div_qa <= {div_qa[14:0], 1'b0}; end
+                    if (div_rb_s >= div_d) begin div_rb <= div_rb_s[15:0] - div_d[15:0]; div_qb <= {div_qb[14:0], 1'b1}; end
+                    else begin div_rb <= div_rb_s[15:0]; div_qb <= {div_qb[14:0], 1'b0}; end
                     div_i <= div_i + 1;
                     if (div_i == 15) st <= ST_D1;
                 end
@@ -482,34 +818,42 @@ module ohq_conv_engine #(
                     ngroups <= dw_c ? 16'd1 : c_groups;
                     cin_g <= div_qa;
                     cout_g <= dw_c ? c_cout : div_qb;
+                    cpp <= dw_c ? (c_cin + CH - 1) >> LOG_CH : c_groups * ((div_qa + CH - 1) >> LOG_CH);
                     chunks_g <= dw_c ? 16'd1 : (div_qa + CH - 1) >> LOG_CH;
-                    tiles_g <= dw_c ? (c_cout + PE - 1) >> LOG_PE : (div_qb + PE - 1) >> LOG_PE;
+                    tiles_g <= (div_qb + PE - 1) >> LOG_PE;
                     kk <= c_k * c_k;
                     oh <= (c_s2 ? (oh_num >> 1) : oh_num) + 1;
                     ow <= (c_s2 ? (ow_num >> 1) : ow_num) + 1;
                     st <= ST_D2;
                 end
                 ST_D2: begin
-                    cpp <= dw ? (c_cin + CH - 1) >> LOG_CH : c_groups * chunks_g;
-                    ntiles <= dw ? tiles_g : c_groups * tiles_g;
+                    if (dw) tiles_g <= (cpp < PE) ? 16'd1 : (cpp + PE - 1) >> LOG_PE;
+                    ntiles <= dw ? ((cpp < PE) ? 16'd1 : (cpp + PE - 1) >> LOG_PE) : c_groups * tiles_g;
                     kkc <= kk * chunks_g;
+                    rpt <= dw ? kk : kk * chunks_g;
                     last_nvalid <= cout_g - ((tiles_g - 1) << LOG_PE);
+                    row_words <= c_w * cpp;
                     st <= ST_D3;
                 end
                 ST_D3: begin
-                    row_words <= c_w * cpp;
                     wpl <= ntiles * kkc;
-                    xbase0 <= -$signed({8'd0, c_pl * cpp});
-                    scpp <= c_s2 ? {7'd0, cpp, 1'b0} : {8'd0, cpp};
-                    n_rec <= ntiles << LOG_PE;
+                    xbase0 <= -(c_pl * cpp);
+                    ybase0_init <= -(c_pt * row_words);
+                    low_lin0 <= c_pt * row_words;
+                    n_prow <= dw ? {16'd0, cpp} << LOG_WPL : {16'd0, ntiles};
+                    wwords <= dw ? kk * cpp : kkc * c_cout;
                     st <= ST_D4;
                 end
                 ST_D4: begin
                     act_words <= c_h * row_words;
+                    n_rec <= n_prow * npr;
                     st <= ST_D5;
                 end
                 ST_D5: begin
-                    in_bytes <= (n_rec << 3) + (((wpl << LOG_PE) + act_words) << LOG_SIMD);
+                    // Weight streaming when the whole map fits the line buffer and its
+                    // activations are no more than the weights.
+                    ws <= !dw && (act_words <= CAP) && (act_words <= wwords);
+                    in_bytes <= (n_rec << 3) + ((wwords + act_words) << LOG_SIMD);
                     st <= ST_D6;
                 end
                 ST_D6: begin

@@ -48,6 +48,13 @@ LAYERS = [
     C("mobilenet_dw_3x3_32", 32, 32, 12, 3, groups=32),
     C("mobilenet_dw_3x3_32_s2", 32, 32, 12, 3, 2, groups=32),
     C("mobilenet_dw_5x5_32", 32, 32, 12, 5, groups=32),
+    # MobileNetV3 / EfficientNet shapes: wide depthwise, 5x5 stride 2, squeeze-excite 1x1 on 1x1.
+    C("mbv3_dw_3x3_88", 88, 88, 8, 3, groups=88),
+    C("mbv3_dw_5x5_96_s2", 96, 96, 10, 5, 2, groups=96),
+    C("effnet_dw_3x3_144_s2", 144, 144, 8, 3, 2, groups=144),
+    C("mbv3_dw_5x5_240", 240, 240, 6, 5, groups=240),
+    C("mbv3_se_1x1_96_24", 96, 24, 1, 1, pad=0),
+    C("mbv3_se_1x1_24_96", 24, 96, 1, 1, pad=0),
     C("fc_512_10", 512, 10, 1, 1, pad=0),
 ]
 
@@ -57,9 +64,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=VIVADO / "build" / "cycles.json")
     parser.add_argument("--only", default=None, help="substring filter on layer names")
     args = parser.parse_args(argv)
-    layers = [(n, l) for n, l in LAYERS if not args.only or args.only in n]
+    base_layers = [(n, l) for n, l in LAYERS if not args.only or args.only in n]
     rows = []
     for core_name, params in CORES.items():
+        # Outputs at the core's width, as OQA profiles a layer (the next layer runs at it too).
+        layers = [(n, dataclasses.replace(l, out_bits=params["BITS"])) for n, l in base_layers]
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "counters.json"
@@ -80,7 +89,7 @@ def main(argv=None) -> int:
             rows.append({
                 "name": name, "kernel": layer.kernel, "stride": layer.stride, "cin": layer.cin,
                 "cout": layer.cout, "h": layer.h, "w": layer.w, "groups": layer.groups,
-                "pads": list(layer.pads), "bits": core.bits, "pe": core.pe, "simd": core.simd,
+                "pads": list(layer.pads), "out_bits": layer.out_bits, "bits": core.bits, "pe": core.pe, "simd": core.simd,
                 "bus_bytes": core.bus_bytes, "macs": layer.macs,
                 "in_bytes": geo.in_bytes, "out_bytes": geo.out_bytes,
                 "rtl_cycles": cnt["CYCLES"], "mac_active_cycles": cnt["MAC_ACTIVE"],

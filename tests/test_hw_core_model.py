@@ -103,7 +103,8 @@ def test_weight_and_activation_layout(core, groups):
     rng = np.random.default_rng(2)
     layer, x, w, bias, mult, shift = random_case(rng, core.bits, groups=groups)
     geo = cm.geometry(layer, core)
-    # Weights: (group, tile, ky, kx, chunk, lane) words of ch channels, zero padded.
+    # Weights: (group, tile, ky, kx, chunk, lane) words of ch channels, zero padded; only the
+    # tile's real output channels are lanes.
     want = []
     for g in range(layer.groups):
         for t in range(geo.tiles_g):
@@ -112,12 +113,13 @@ def test_weight_and_activation_layout(core, groups):
                     for c in range(geo.chunks_g):
                         for lane in range(core.pe):
                             o = t * core.pe + lane
+                            if o >= layer.cout_g:
+                                continue
                             for e in range(core.ch):
                                 i = c * core.ch + e
-                                ok = o < layer.cout_g and i < layer.cin_g
-                                want.append(int(w[g * layer.cout_g + o, i, ky, kx]) if ok else 0)
+                                want.append(int(w[g * layer.cout_g + o, i, ky, kx]) if i < layer.cin_g else 0)
     assert element_stream(cm.pack_weights(w, layer, core), core.bits) == want
-    assert len(want) == geo.wpl * core.pe * core.ch
+    assert len(want) == geo.weight_words * core.ch
     # Activations: NHWC, per pixel (group, chunk) words.
     want = []
     for y in range(layer.h):
@@ -128,8 +130,16 @@ def test_weight_and_activation_layout(core, groups):
     got = cm.unpack_elements(cm.pack_activations(x, layer, core), core.bits, len(want),
                              layer.in_signed).tolist()
     assert got == want
-    # Whole stream: params, weights, activations, padding to a whole beat.
+    # Whole stream: params, weights, activations (weight streaming: activations first), padding
+    # to a whole beat; unpack_input inverts it.
     stream = cm.pack_input(x, w, bias, mult, shift, layer, core)
+    back = cm.unpack_input(stream, layer, core)
+    for got_, want_ in zip(back, (x, w, bias, mult, shift)):
+        assert np.array_equal(got_, want_)
+    acts = cm.pack_activations(x, layer, core)
+    p_end = 8 * geo.n_rec
+    assert stream[p_end:p_end + len(acts)] == acts if geo.ws else \
+        stream[p_end + geo.weight_words * core.simd:][:len(acts)] == acts
     assert len(stream) == geo.in_beats * core.bus_bytes >= geo.in_bytes
     rec = np.frombuffer(stream[:8 * geo.ntiles * core.pe], dtype=[("b", "<i4"), ("m", "<u2"),
                                                                    ("s", "u1"), ("r", "u1")])
@@ -162,7 +172,7 @@ def test_check_layer_rejects_with_config_error():
     ok = cm.ConvLayer(cin=4, cout=4, h=4, w=4, kernel=3, pads=(1, 1, 1, 1))
     cm.check_layer(ok, CORE8)
     bad = [dict(kernel=9, pads=(0, 0, 0, 0)), dict(stride=3), dict(pads=(3, 0, 0, 0)),
-           dict(groups=3), dict(out_bits=6), dict(w=2000)]
+           dict(groups=3), dict(out_bits=6), dict(w=3000)]
     for change in bad:
         import dataclasses
         with pytest.raises(ConfigError):
@@ -202,38 +212,67 @@ def test_reference_end_to_end_against_loops():
 
 
 def test_from_registers():
-    regs = {"BITS": 4, "PE": 8, "SIMD": 8, "BUS_BYTES": 16, "MAX_K": 7, "LB_ROWS": 9,
+    regs = {"BITS": 4, "PE": 8, "SIMD": 8, "BUS_BYTES": 16, "MAX_K": 7, "LB_ROWS": 8,
             "MAX_ROW_WORDS": 512, "MAX_WDEPTH": 2048, "MAX_TILES": 128}
     core = cm.CoreConfig.from_registers(regs.__getitem__)
     assert core.ch == 16 and core.macs_per_cycle == 128 and core.max_wdepth == 2048
 
 
-@pytest.mark.parametrize("core", [CORE8, CORE4, cm.CoreConfig(bits=8, pe=8, simd=4)])
-def test_depthwise_layout(core):
+@pytest.mark.parametrize("c", [3, 11, 40])
+@pytest.mark.parametrize("core", [CORE8, CORE4, cm.CoreConfig(bits=8, pe=8, simd=4),
+                                  cm.CoreConfig(bits=4, pe=8, simd=8)])
+def test_depthwise_layout(core, c):
+    """Depthwise mode: dense NHWC words, params one per channel, weights one word of ch
+    channel weights per (tile, ky, kx, pixel word the tile reads); J pixels per step."""
     rng = np.random.default_rng(6)
-    c, k = 11, 3
-    layer = cm.ConvLayer(cin=c, cout=c, h=4, w=3, kernel=k, pads=(1, 1, 1, 1), groups=c)
+    k = 3
+    layer = cm.ConvLayer(cin=c, cout=c, h=4, w=5, kernel=k, pads=(1, 1, 1, 1), groups=c)
     geo = cm.geometry(layer, core)
-    x = rng.integers(-128 >> (8 - core.bits), 127 >> (8 - core.bits), size=(4, 3, c), endpoint=True)
+    x = rng.integers(-128 >> (8 - core.bits), 127 >> (8 - core.bits), size=(4, 5, c), endpoint=True)
     q = cm.weight_range(core.bits)[1]
     w = rng.integers(-q, q, size=(c, 1, k, k), endpoint=True)
-    if core.pe > core.ch:        # a tile would span two words: generic grouped layout
+    if core.pe > core.ch:        # no depthwise mode: generic grouped layout
         assert not geo.depthwise and geo.cpp == c
         return
-    assert geo.depthwise and geo.cpp == -(-c // core.ch) and geo.chunks_g == 1
-    assert geo.mac_steps == layer.oh * layer.ow * -(-c // core.pe) * k * k
+    cpp = -(-c // core.ch)
+    assert geo.depthwise and geo.cpp == cpp and geo.chunks_g == 1 and geo.n_rec == cpp * core.ch
+    j = core.pe // cpp if cpp < core.pe else 1
+    tiles = 1 if cpp < core.pe else -(-cpp // core.pe)
+    assert (geo.group_pixels, geo.tiles_g) == (j, tiles)
+    assert geo.mac_steps == layer.oh * -(-layer.ow // j) * tiles * k * k
     want = []
-    for t in range(geo.tiles_g):
+    for t in range(tiles):
+        words = range(cpp) if j > 1 else range(t * core.pe, min(cpp, (t + 1) * core.pe))
         for ky in range(k):
             for kx in range(k):
-                for lane in range(core.pe):
-                    ch_ = t * core.pe + lane
+                for word in words:
                     for e in range(core.ch):
-                        want.append(int(w[ch_, 0, ky, kx]) if ch_ < c and e == ch_ % core.ch else 0)
+                        ch_ = word * core.ch + e
+                        want.append(int(w[ch_, 0, ky, kx]) if ch_ < c else 0)
     assert element_stream(cm.pack_weights(w, layer, core), core.bits) == want
+    assert len(want) == geo.weight_words * core.ch
     dense = cm.unpack_elements(cm.pack_activations(x, layer, core), core.bits,
-                               4 * 3 * geo.cpp * core.ch, True).reshape(4, 3, -1)
+                               4 * 5 * geo.cpp * core.ch, True).reshape(4, 5, -1)
     assert np.array_equal(dense[..., :c], x) and not dense[..., c:].any()
+    bias, mult, shift = (rng.integers(0, hi, size=c) for hi in (100, 100, 40))
+    back = cm.unpack_input(cm.pack_input(x, w, bias, mult, shift, layer, core), layer, core)
+    for got_, want_ in zip(back, (x, w, bias, mult, shift)):
+        assert np.array_equal(got_, want_)
+
+
+def test_weight_streaming_output_order():
+    """Weight streaming (small map): output words (group, tile, pixel), each byte-aligned."""
+    core = cm.CoreConfig(bits=4, pe=4, simd=4)
+    layer = cm.ConvLayer(cin=8, cout=7, h=2, w=3, kernel=1, out_bits=4)
+    geo = cm.geometry(layer, core)
+    assert geo.ws
+    y = np.arange(2 * 3 * 7).reshape(2, 3, 7) % 8
+    data = cm.pack_output(y, layer, core)
+    flat = y.reshape(6, 7)
+    want = cm.pack_elements(flat[:, :4], 4) + cm.pack_elements(
+        np.concatenate([flat[:, 4:], np.zeros((6, 1), dtype=int)], axis=1), 4)
+    assert data[:geo.out_bytes] == want and geo.out_bytes == 6 * 2 + 6 * 2
+    assert np.array_equal(cm.unpack_output(data, layer, core), y)
 
 
 def test_cycles_reference_matches_the_schedule():

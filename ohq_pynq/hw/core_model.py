@@ -262,9 +262,14 @@ def check_layer(layer: ConvLayer, core: CoreConfig) -> Geometry:
     if g.wpl > core.max_wdepth:
         bad(f"weights need {g.wpl} words per lane, the core has {core.max_wdepth} "
             "(split the layer over output channels)")
-    if -(-g.n_rec // (core.rq if g.depthwise else core.pe)) > core.max_tiles:
+    if param_rows(g, core) > core.max_tiles:
         bad(f"{g.n_rec} param records exceed the core's {core.max_tiles} per lane")
     return g
+
+
+def param_rows(geo: Geometry, core: CoreConfig) -> int:
+    """Param-memory rows a layer needs (records per requantizer lane)."""
+    return -(-geo.n_rec // (core.rq if geo.depthwise else core.pe))
 
 
 def max_row_words(layer: ConvLayer, core: CoreConfig) -> int:

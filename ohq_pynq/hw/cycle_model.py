@@ -1,26 +1,33 @@
 """Cycle model of the ohq_conv core: what its CYCLES counter reads for one run.
 
-Derived from the RTL schedule (``vivado/rtl/ohq_conv_engine.v``), at the granularity of rows:
+Derived from the RTL schedule (``vivado/rtl/ohq_conv_engine.v``), at the granularity of rows
+(line-buffer modes) or weight rows (weight streaming). These are the *core's* cycles from start
+to done with an ideal stream; what a board adds around a run (DMA set-up, cache maintenance,
+register writes, ARM-side work) is a separate quantity added on top.
 
 1. **Setup** (``SETUP`` cycles): start accepted, two 16-step restoring divisions (cin/groups,
    cout/groups), six derived-size stages.
-2. **Load**: the gearbox turns stream beats (``bus_bytes``) into words — 8-byte param records,
-   then ``simd``-byte weight and activation words — at most one word and one beat per cycle, so a
-   word costs ``max(1, word_bytes / stream_bytes)`` cycles. All params and weights are stored
-   before compute may start.
-3. **Activations and compute overlap**: activation rows go into a circular line buffer of
-   ``lb_rows`` rows; output row ``oy`` issues ``OW * ntiles * K^2 * chunks_g`` MAC steps (one per
-   cycle) once input rows up to ``oy*stride - pad_t + K - 1`` are written; the writer may not
-   overwrite a row the current output row still reads. This is an event recurrence over rows:
-   ``row_end[r] = max(natural stream time, row_end[r-1] + row cost, row allowed + row cost)``,
-   ``issue[oy] = max(issue[oy-1] + ops_row, row_end[need(oy)-1] + 1)``.
-4. **Output limit**: one result word of ``PE`` outputs per (pixel, tile); the packer emits one
-   beat per cycle, so a word costs ``max(K^2 * chunks_g, ceil(word_bits / beat_bits))`` cycles.
-5. **Drain** (``DRAIN`` cycles): 7 pipeline stages, FIFO, packer, tlast, done.
+2. **Stream**: the gearbox turns stream beats (``bus_bytes``) into words — 8-byte param records,
+   then ``simd``-byte weight and activation words — at most one word and one beat per cycle, so
+   ``n`` words of ``b`` bytes take ``max(n, ceil(b / stream_bytes))`` cycles.
+3. **Line-buffer modes** (dense/grouped, and depthwise): params and weights are stored before
+   compute may start; activation rows go into the line buffer and overlap compute. Output row
+   ``oy`` issues its MAC steps (one per cycle) once input rows up to ``oy*stride - pad_t + K - 1``
+   are written; the writer may not overwrite a word the current output row still reads. Event
+   recurrence over rows: ``row_end[r] = max(natural stream time, row_end[r-1] + row cost,
+   unblocked + words left)``, ``issue[oy] = max(issue[oy-1] + ops_row, row_end[need(oy)-1] + 1)``.
+   Depthwise steps come in groups of ``K*K`` (one per output-pixel group and tile); unloading a
+   group's ``pe*ch`` accumulators takes ``unload_words`` cycles, so a group costs
+   ``max(K*K, unload_words)``.
+4. **Weight streaming** (small maps, ``geometry(...).ws``): params, then all activations, then
+   the weights tile by tile; tiles are the outer loop, and a tile's first output pixel issues each
+   step as soon as the weight row it reads has arrived.
+5. **Output limit**: one result word per (pixel, tile) or depthwise word; the packer takes at most
+   one word and emits one beat per cycle.
+6. **Drain**: pipeline (6 front stages, unload, 5 requantization stages), FIFO, packer, tlast,
+   done.
 
-The integer constants were read off the RTL; :data:`FIT` holds what the fit against the RTL's
-cycle table (``vivado/cycles_reference.json``, see ``bench/cycle_model.py``) changes. Everything
-is in clock cycles of the core (``seconds = cycles / fclk``).
+Everything is in clock cycles of the core (``seconds = cycles / fclk``).
 """
 from __future__ import annotations
 
@@ -28,16 +35,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core_model import PARAM_RECORD_BYTES, ConvLayer, CoreConfig, geometry
+from .core_model import PARAM_RECORD_BYTES, ConvLayer, CoreConfig, Geometry, geometry
 
 SETUP = 22          # start accepted -> ST_RUN (16 division steps + 6 setup stages)
 GEARBOX_LAT = 1     # first beat accepted one cycle into ST_RUN
 ISSUE_LAT = 2       # weights done -> C_RUN -> first issue
 ROW_LAT = 1         # row written -> rows_written compared -> issue
-DRAIN = 11          # last issue -> 7 stages, FIFO push, packer accept, beat, tlast, done (RTL-checked)
-
-# Additive corrections from the fit against the RTL table (cycles); zero until fitted.
-FIT = {"offset": 0.0}
+WROW_LAT = 1        # weight streaming: weight row written -> its first step issues
+DRAIN = 16          # dense: last issue -> 6 stages, unload, 5 requant stages, FIFO, packer, done
+DRAIN_DW = 14       # depthwise: last issue -> snapshot at stage 4 ... done, plus the last word's index
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class CycleBreakdown:
 
     cycles: int
     setup: int
-    load: int            # params + weights streamed before the first MAC step could issue
+    load: int            # stream time before the first MAC step could issue
     compute: int         # MAC steps issued (== the MAC_ACTIVE counter)
     stall: int           # cycles from the first to the last MAC step with nothing issued
     drain: int
@@ -62,77 +68,197 @@ def cycles(layer: ConvLayer, core: CoreConfig, stream_bytes: int | None = None) 
     return breakdown(layer, core, stream_bytes).cycles
 
 
+def _out_cycles(lanes: int, out_bits: int, beat_bits: int) -> int:
+    """Packer cycles of one result word of ``lanes`` outputs."""
+    return max(1, -(-lanes * out_bits // beat_bits))
+
+
 def breakdown(layer: ConvLayer, core: CoreConfig, stream_bytes: int | None = None) -> CycleBreakdown:
     """Modelled cycles of one run with components; ``stream_bytes`` is the input stream's
     sustained bytes per cycle (default: the bus width, i.e. an ideal DMA)."""
     geo = geometry(layer, core)
     bus = min(core.bus_bytes, stream_bytes or core.bus_bytes)
-    pe, simd = core.pe, core.simd
+    if geo.ws:
+        return _weight_streaming(layer, core, geo, bus)
+    return _line_buffer(layer, core, geo, bus)
+
+
+def _packer_tail(words: list[tuple[int, int, bool]], fill0: int, beat_bits: int) -> int:
+    """Cycles from the last result word reaching the output FIFO to the last beat, beyond the
+    one beat a lone word needs: a cycle-level run of the packer (``rtl/ohq_out_packer.v``) over
+    the final words ``(arrival cycle, bits, ends a pixel)``, starting from ``fill0`` bits held."""
+    t = words[0][0]
+    fill, flushing, last_emit, i = fill0 % beat_bits, False, t, 0
+    while True:
+        emit = fill >= beat_bits
+        fill_e = fill - beat_bits if emit else fill
+        if emit:
+            last_emit = t
+        if i < len(words) and words[i][0] <= t and not flushing and fill_e < beat_bits:
+            _, bits, pix_end = words[i]
+            fill = fill_e + bits
+            if pix_end:
+                fill = -(-fill // 8) * 8
+            i += 1
+            if i == len(words):
+                fill = -(-fill // beat_bits) * beat_bits
+                flushing = True
+        else:
+            fill = fill_e
+        if flushing and fill == 0:
+            return last_emit - (words[-1][0] + 1)
+        t += 1
+
+
+def _stream_time(t0: int, words: int, nbytes: int, bus: int) -> int:
+    return t0 + max(words, -(-nbytes // bus))
+
+
+def _line_buffer(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) -> CycleBreakdown:
+    simd = core.simd
     k, s = layer.kernel, layer.stride
     h, oh, ow = layer.h, layer.oh, layer.ow
-    kkc = k * k * geo.chunks_g
-
+    kk = k * k
     t0 = SETUP + GEARBOX_LAT              # edge before the first word can be taken
-    n_rec = geo.ntiles * pe
-    n_w = pe * geo.wpl
-    words_pw = n_rec + n_w
-    bytes_pw = PARAM_RECORD_BYTES * n_rec + simd * n_w
-    t_wlast = t0 + max(words_pw, -(-bytes_pw // bus))
+    words_pw = geo.n_rec + geo.weight_words
+    bytes_pw = PARAM_RECORD_BYTES * geo.n_rec + simd * geo.weight_words
+    t_wlast = _stream_time(t0, words_pw, bytes_pw, bus)
     rw = geo.row_words
     cpw = max(1, -(-simd // bus))         # cycles per activation word when the stream is steady
     row_cost = rw * cpw
-
-    # Output limit: a result word (pixel x tile) carries its valid lanes only; the packer takes
-    # at most one word and emits one beat per cycle. The FIFO smooths over a pixel.
     beat_bits = 8 * core.bus_bytes
-    cout_g = layer.cout if geo.depthwise else layer.cout_g
-    groups = 1 if geo.depthwise else layer.groups
-    last_lanes = cout_g - (geo.tiles_g - 1) * pe
-    word_cyc = lambda lanes: max(1, -(-lanes * layer.out_bits // beat_bits))  # noqa: E731
-    out_px = groups * ((geo.tiles_g - 1) * word_cyc(pe) + word_cyc(last_lanes))
-    ops_row = ow * max(geo.ntiles * kkc, out_px)
+    ob = layer.out_bits
+
+    if geo.depthwise:
+        j, tiles = geo.group_pixels, geo.tiles_g
+        groups_row = -(-ow // j)
+        # Output words per group (valid words only) and their packer cycles.
+        rq, wpl_rq = core.rq, core.ch // core.rq
+        last_words = -(-(layer.cin - (geo.cpp - 1) * core.ch) // rq)
+        px_words = (geo.cpp - 1) * wpl_rq + last_words
+        px_out = sum(_out_cycles(min(rq, layer.cin - (w * rq)), ob, beat_bits)
+                     for w in range(px_words))
+        if j > 1:
+            grp_out = j * px_out
+        else:
+            grp_out = px_out / tiles
+        per_group = max(kk, core.unload_words, grp_out)
+        ops_row = int(round(groups_row * tiles * per_group))
+        if core.unload_words > kk:      # the final group's unload is part of the drain
+            ops_last = core.unload_words - kk
+        else:
+            ops_last = 0
+        # The final group's valid words, by unload index (lane-major, rq outputs a word).
+        if j > 1:
+            lanes = [(jj * geo.cpp + c, c) for jj in range(ow - (groups_row - 1) * j)
+                     for c in range(geo.cpp)]
+        else:
+            lanes = [(i, (tiles - 1) * core.pe + i) for i in range(geo.cpp - (tiles - 1) * core.pe)]
+        tail = []
+        for lane, word in lanes:
+            for wi in range(wpl_rq):
+                nv = min(rq, layer.cin - word * core.ch - wi * rq)
+                if nv > 0:
+                    tail.append((lane * wpl_rq + wi, nv * ob, word == geo.cpp - 1 and nv < rq + 1
+                                 and word * core.ch + wi * rq + rq >= layer.cin))
+        u_end = tail[-1][0]
+        before = geo.out_bytes * 8 - sum(-(-b // 8) * 8 if pe_ else b for _, b, pe_ in tail)
+        drain = DRAIN_DW + u_end + _packer_tail(tail, before, beat_bits)
+    else:
+        kkc = kk * geo.chunks_g
+        cout_g = layer.cout_g
+        last_lanes = cout_g - (geo.tiles_g - 1) * core.pe
+        out_px = layer.groups * ((geo.tiles_g - 1) * _out_cycles(core.pe, ob, beat_bits)
+                                 + _out_cycles(last_lanes, ob, beat_bits))
+        per_out = max(geo.ntiles * kkc, out_px)
+        ops_row = ow * per_out
+        ops_last = 0
+        # The last pixel's result words (one per tile), kkc steps apart.
+        sizes = [min(core.pe, cout_g - t * core.pe) * ob for t in range(geo.tiles_g)] * layer.groups
+        step = max(kkc, out_px // max(1, len(sizes)))
+        tail = [(i * step, b, i == len(sizes) - 1) for i, b in enumerate(sizes)]
+        before = geo.out_bytes * 8 - -(-sum(sizes) // 8) * 8
+        drain = DRAIN + _packer_tail(tail, before, beat_bits)
 
     row_end = [0] * h
     last_issue = [0] * oh
-    lb = core.lb_rows
+    cap = core.lb_words
     pt = layer.pads[0]
     state = {"next": 0}
 
-    def write_rows_upto(r_max: int, final: bool = False):
+    def write_rows_upto(r_max: int):
         r = state["next"]
         while r <= r_max:
-            natural = t0 + max(words_pw + (r + 1) * rw, -(-(bytes_pw + simd * rw * (r + 1)) // bus))
+            natural = _stream_time(t0, words_pw + (r + 1) * rw, bytes_pw + simd * rw * (r + 1), bus)
             end = natural
             if r > 0:
                 end = max(end, row_end[r - 1] + row_cost)
-            q = r - lb + pt
-            if q >= 0:
-                oy_free = min(q // s, oh - 1)
-                end = max(end, last_issue[oy_free] + row_cost)
+            # The row's last word needs low_lin = iy0(oy) * rw >= (r + 1) * rw - cap.
+            over = (r + 1) * rw - cap
+            if over > 0:
+                oy_need = max(0, -(-(-(-over // rw) + pt) // s))    # first oy with iy0*rw >= over
+                if oy_need > 0:
+                    oy_prev = min(oy_need - 1, oh - 1)
+                    low_prev = (oy_prev * s - pt) * rw
+                    left = (r + 1) * rw - (low_prev + cap)          # words blocked until then
+                    end = max(end, last_issue[oy_prev] + max(1, left) * cpw)
             row_end[r] = end
             r += 1
         state["next"] = r
 
-    issue = t_wlast + ISSUE_LAT
     first_issue = None
     prev_end = None
     for oy in range(oh):
         need = min(h, oy * s - pt + k)
         write_rows_upto(need - 1)
-        start = row_end[need - 1] + ROW_LAT if need > 0 else issue
-        start = max(start, issue if prev_end is None else prev_end + 1, t_wlast + ISSUE_LAT)
+        start = row_end[need - 1] + ROW_LAT if need > 0 else t_wlast + ISSUE_LAT
+        start = max(start, t_wlast + ISSUE_LAT, prev_end + 1 if prev_end is not None else 0)
         if first_issue is None:
             first_issue = start
         last_issue[oy] = start + ops_row - 1
         prev_end = last_issue[oy]
     write_rows_upto(h - 1)
-    end_compute = prev_end
-    done = max(end_compute + DRAIN, row_end[h - 1] + 1)
-    total = int(round(done + FIT.get("offset", 0.0)))
-    compute = geo.mac_steps
-    return CycleBreakdown(cycles=total, setup=SETUP, load=first_issue - 1 - SETUP,
-                          compute=compute, stall=end_compute - first_issue + 1 - compute,
-                          drain=total - end_compute, roof=geo.roof_cycles)
+    end_compute = prev_end - ops_last
+    total = max(end_compute + drain, row_end[h - 1] + 1)
+    return CycleBreakdown(cycles=int(total), setup=SETUP, load=first_issue - 1 - SETUP,
+                          compute=geo.mac_steps, stall=end_compute - first_issue + 1 - geo.mac_steps,
+                          drain=int(total - end_compute), roof=geo.roof_cycles)
+
+
+def _weight_streaming(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) -> CycleBreakdown:
+    simd, pe = core.simd, core.pe
+    t0 = SETUP + GEARBOX_LAT
+    act_words = layer.h * geo.row_words
+    words = geo.n_rec + act_words
+    nbytes = PARAM_RECORD_BYTES * geo.n_rec + simd * act_words
+    t_act = _stream_time(t0, words, nbytes, bus)
+    kkc = layer.kernel ** 2 * geo.chunks_g
+    pixels = layer.oh * layer.ow
+    beat_bits = 8 * core.bus_bytes
+    cur = t_act + ISSUE_LAT
+    first_issue = None
+    for g in range(layer.groups):
+        for t in range(geo.tiles_g):
+            lanes = min(pe, layer.cout_g - t * pe)
+            per_out = max(kkc, _out_cycles(lanes, layer.out_bits, beat_bits))
+            for r in range(kkc):              # the tile's weight rows gate its first pixel
+                words += lanes
+                nbytes += simd * lanes
+                cur = max(cur, _stream_time(t0, words, nbytes, bus) + WROW_LAT)
+                if first_issue is None:
+                    first_issue = cur
+                cur += 1
+            cur += per_out - kkc + (pixels - 1) * per_out
+    end_compute = cur - 1
+    # The last tile's final words (one per output pixel, per_out apart), byte-aligned each.
+    lanes = min(pe, layer.cout_g - (geo.tiles_g - 1) * pe)
+    nb = -(-lanes * layer.out_bits // 8) * 8
+    n = min(4, pixels)
+    tail = [(i * per_out, lanes * layer.out_bits, True) for i in range(n)]
+    total = end_compute + DRAIN + _packer_tail(tail, geo.out_bytes * 8 - n * nb, beat_bits)
+    return CycleBreakdown(cycles=int(total), setup=SETUP, load=first_issue - 1 - SETUP,
+                          compute=geo.mac_steps, stall=end_compute - first_issue + 1 - geo.mac_steps,
+                          drain=int(total - end_compute), roof=geo.roof_cycles)
 
 
 def reference_table_path() -> Path | None:

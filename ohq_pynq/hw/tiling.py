@@ -5,8 +5,9 @@ The core streams activations row by row, so the height is never a limit; what ca
 * the weight memory (``MAX_WDEPTH`` words per lane) and the param memory (``MAX_TILES``): split
   the output channels — whole groups per run where one group fits, else output channels within
   a group (a groups=1 run on that group's input channels);
-* the line buffer (``MAX_ROW_WORDS`` words per input row): split the output columns, each run
-  reading the input columns its outputs need (with the halo) and the padding of its own edges.
+* the line buffer (``LB_ROWS * MAX_ROW_WORDS`` words; the ``kernel`` rows an output row reads
+  must fit together): split the output columns, each run reading the input columns its outputs
+  need (with the halo) and the padding of its own edges.
 
 Both splits are exact: every output element is computed by exactly one run with the same window,
 weights and requantization. What it costs is real: each output-channel run streams the
@@ -15,6 +16,15 @@ channels is not exact (the core requantizes, it does not output partial sums), s
 single output tile is too deep is refused with a :class:`ConfigError`.
 
 Pads that the core cannot express (pad >= kernel) are applied to the input in software first.
+
+Two exact rewrites make layers fit the lanes before any split (``Plan.lowering``):
+
+* ``"im2col"``: a dense KxK layer whose input channels fill less than one word (a stem with
+  Cin = 3) folds its kernel taps into the SIMD lanes: the driver lays out each output pixel's
+  window as ``K*K*Cin`` channels (order ky, kx, c) and the core runs a 1x1 conv on the output
+  map. Taken when the cycle model says it is faster.
+* ``"subsample"``: a strided 1x1 layer reads only every ``stride``-th row and column, so the
+  driver streams just those and the core runs it at stride 1 (a quarter of the stream).
 """
 from __future__ import annotations
 
@@ -23,7 +33,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ConfigError
-from .core_model import ConvLayer, CoreConfig, check_layer, geometry
+from . import cycle_model
+from .core_model import ConvLayer, CoreConfig, check_layer, geometry, max_row_words, param_rows
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class Plan:
     layer: ConvLayer
     prepad: tuple
     tiles: tuple
+    lowering: str = ""        # "", "im2col" or "subsample" (see the module docstring)
 
     @property
     def runs(self) -> int:
@@ -73,11 +85,52 @@ def _refuse(layer: ConvLayer, core: CoreConfig, why: str):
                       f"g{layer.groups} cannot run on the {core.bits}-bit core: {why}.")
 
 
+def _fits(layer: ConvLayer, core: CoreConfig) -> bool:
+    try:
+        check_layer(layer, core)
+        return True
+    except ConfigError:
+        return False
+
+
+def lowered_layer(layer: ConvLayer, lowering: str) -> ConvLayer:
+    """The layer the core runs for ``lowering`` of ``layer`` (pads applied in software)."""
+    if lowering == "im2col":
+        k = layer.kernel
+        return replace(layer, cin=k * k * layer.cin, h=layer.oh, w=layer.ow, kernel=1, stride=1,
+                       pads=(0, 0, 0, 0))
+    if lowering == "subsample":
+        return replace(layer, h=layer.oh, w=layer.ow, stride=1)
+    return layer
+
+
+def choose_lowering(layer: ConvLayer, core: CoreConfig) -> str:
+    """The rewrite (module docstring) the core runs ``layer`` with: "" if none helps."""
+    if layer.groups == 1 and layer.kernel == 1 and layer.stride > 1 and not any(layer.pads):
+        return "subsample"
+    if layer.groups == 1 and layer.kernel > 1 and layer.cin < core.ch:
+        low = lowered_layer(layer, "im2col")
+        if _fits(low, core) and _fits(layer, core) and \
+                cycle_model.cycles(low, core) < cycle_model.cycles(layer, core):
+            return "im2col"
+        if _fits(low, core) and not _fits(layer, core):
+            return "im2col"
+    return ""
+
+
 def plan_layer(layer: ConvLayer, core: CoreConfig) -> Plan:
     """Runs of ``core`` that together compute ``layer`` exactly (see module docstring)."""
+    lowering = choose_lowering(layer, core)
+    if lowering:
+        inner = _plan(lowered_layer(layer, lowering), core)
+        return Plan(layer=layer, prepad=(0, 0, 0, 0), tiles=inner.tiles, lowering=lowering)
+    return _plan(layer, core)
+
+
+def _plan(layer: ConvLayer, core: CoreConfig) -> Plan:
     k, s = layer.kernel, layer.stride
-    if not 1 <= k <= min(core.max_k, core.lb_rows):
-        _refuse(layer, core, f"kernel {k} is outside 1..{min(core.max_k, core.lb_rows)}")
+    if not 1 <= k <= core.max_k:
+        _refuse(layer, core, f"kernel {k} is outside 1..{core.max_k}")
     if s not in (1, 2):
         _refuse(layer, core, f"stride {s} is not 1 or 2")
     if layer.cin % layer.groups or layer.cout % layer.groups:
@@ -99,9 +152,10 @@ def plan_layer(layer: ConvLayer, core: CoreConfig) -> Plan:
 
     def fits(cin, cout, groups) -> bool:
         """Weights and params fit, and a minimal-width row fits the line buffer."""
-        geo = geometry(sub_layer(cin, cout, groups), core)
-        return (geo.wpl <= core.max_wdepth and geo.ntiles <= core.max_tiles
-                and geo.row_words <= core.max_row_words)
+        sub = sub_layer(cin, cout, groups)
+        geo = geometry(sub, core)
+        return (geo.wpl <= core.max_wdepth and param_rows(geo, core) <= core.max_tiles
+                and geo.row_words <= max_row_words(sub, core))
 
     # Channel units: (cin0, cin1, cout0, cout1, groups of the run).
     units: list[tuple[int, int, int, int, int]] = []
@@ -144,8 +198,8 @@ def plan_layer(layer: ConvLayer, core: CoreConfig) -> Plan:
 
     tiles = []
     for cin0, cin1, cout0, cout1, groups in units:
-        cpp = geometry(sub_layer(cin1 - cin0, cout1 - cout0, groups), core).cpp
-        wmax = core.max_row_words // cpp
+        sub0 = sub_layer(cin1 - cin0, cout1 - cout0, groups)
+        wmax = max_row_words(sub0, core) // geometry(sub0, core).cpp
         ow = base.ow
         if w <= wmax:
             col_ranges = [(0, ow)]
@@ -171,7 +225,8 @@ def plan_layer(layer: ConvLayer, core: CoreConfig) -> Plan:
 def tile_inputs(plan: Plan, tile: Tile, x: np.ndarray, w: np.ndarray, bias, mult, shift):
     """Slices of the layer's tensors for one run: (x, w, bias, mult, shift).
 
-    ``x`` is the (H, W, Cin) input of the layer *after* :func:`prepad_input`.
+    ``x`` is the input *after* :func:`prepad_input`, ``w`` the weights after
+    :func:`lower_weights`.
     """
     xs = x[:, tile.x0:tile.x1, tile.cin0:tile.cin1]
     sl = slice(tile.cout0, tile.cout1)
@@ -179,10 +234,32 @@ def tile_inputs(plan: Plan, tile: Tile, x: np.ndarray, w: np.ndarray, bias, mult
 
 
 def prepad_input(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """The (H, W, Cin) input as the plan's runs read it: software padding, then the lowering."""
+    layer = plan.layer
+    if plan.lowering == "subsample":
+        s = layer.stride
+        return x[::s, ::s][:layer.oh, :layer.ow]
+    if plan.lowering == "im2col":
+        k, s = layer.kernel, layer.stride
+        pt, pl, pb, pr = layer.pads
+        xp = np.pad(x, ((pt, pb), (pl, pr), (0, 0)))
+        sy, sx, sc = xp.strides
+        cols = np.lib.stride_tricks.as_strided(
+            xp, shape=(layer.oh, layer.ow, k, k, layer.cin), strides=(sy * s, sx * s, sy, sx, sc),
+            writeable=False)
+        return cols.reshape(layer.oh, layer.ow, k * k * layer.cin)
     t, l, b, r = plan.prepad
     if not any(plan.prepad):
         return x
     return np.pad(x, ((t, b), (l, r), (0, 0)))
+
+
+def lower_weights(plan: Plan, w: np.ndarray) -> np.ndarray:
+    """(Cout, Cin/groups, K, K) weights as the plan's runs take them (im2col: (ky, kx, c) order)."""
+    w = np.asarray(w)
+    if plan.lowering == "im2col":
+        return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1, 1, 1)
+    return w
 
 
 def run_plan(plan: Plan, x, w, bias, mult, shift, run_tile) -> tuple[np.ndarray, list]:
@@ -190,7 +267,7 @@ def run_plan(plan: Plan, x, w, bias, mult, shift, run_tile) -> tuple[np.ndarray,
     assembled (OH, OW, Cout) output and the list of per-run infos."""
     layer = plan.layer
     x = prepad_input(plan, np.asarray(x))
-    w = np.asarray(w)
+    w = lower_weights(plan, w)
     oh = plan.tiles[0].layer.oh
     ow = max(t.ox1 for t in plan.tiles)
     y = np.zeros((oh, ow, layer.cout), dtype=np.int64)
@@ -200,3 +277,8 @@ def run_plan(plan: Plan, x, w, bias, mult, shift, run_tile) -> tuple[np.ndarray,
         y[:, tile.ox0:tile.ox1, tile.cout0:tile.cout1] = yt
         infos.append(info)
     return y, infos
+
+
+def plan_cycles(layer: ConvLayer, core: CoreConfig, stream_bytes: int | None = None) -> int:
+    """Modelled core cycles of ``layer`` as the driver runs it: the sum over its plan's runs."""
+    return sum(cycle_model.cycles(t.layer, core, stream_bytes) for t in plan_layer(layer, core).tiles)

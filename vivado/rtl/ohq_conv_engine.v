@@ -17,7 +17,6 @@ module ohq_conv_engine #(
     parameter integer PE = 8,              // output-channel lanes (power of two)
     parameter integer SIMD = 8,            // input bytes per MAC step (power of two)
     parameter integer BUS_BYTES = 8,       // AXI4-Stream width (power of two, >= 8)
-    parameter integer MAX_K = 7,
     parameter integer LB_ROWS = 8,         // line buffer: LB_ROWS * MAX_ROW_WORDS words (power of two)
     parameter integer MAX_ROW_WORDS = 1024,// power of two
     parameter integer MAX_WDEPTH = 1024,
@@ -81,18 +80,27 @@ module ohq_conv_engine #(
     localparam integer RQ = (DW_OK == 0) ? PE : ((RQ0 < PE) ? PE : ((RQ0 > CH) ? CH : RQ0));
     localparam integer WPL = (DW_OK != 0) ? CH / RQ : 1;   // unload words per lane (depthwise)
     localparam integer LOG_WPL = $clog2(WPL);
-    localparam integer U = PE * WPL;                  // unload words per depthwise group
+    localparam integer U = (DW_OK != 0) ? PE * WPL : 1;   // unload words per depthwise group
     localparam integer LOG_U = LOG_PE + LOG_WPL + 1;
     localparam integer NVW = $clog2(RQ + 1);
     localparam integer LOG_RQ = $clog2(RQ);
     localparam integer GS = (CH < 4) ? CH : 4;        // adder tree: first stage sums GS products
     localparam integer NG = CH / GS;
+    localparam [LOG_PE:0] PE_L = PE[LOG_PE:0];
+    localparam [LOG_CAP-1:0] PE_C = PE[LOG_CAP-1:0];
+    localparam [31:0] RQ32 = RQ;
+    localparam [31:0] WMASK32 = WPL - 1;
+    localparam [LOG_U-1:0] U_WMASK = WMASK32[LOG_U-1:0];
+    localparam [31:0] CHM1_32 = CH - 1;               // round up to words / tiles
+    localparam [31:0] PEM1_32 = PE - 1;
+    localparam [15:0] CHM1 = CHM1_32[15:0];
+    localparam [15:0] PEM1 = PEM1_32[15:0];
 
     // ------------------------------------------------------------------ configuration, setup
     reg [15:0] c_cin, c_cout, c_h, c_w, c_groups;
     reg [3:0]  c_k, c_pt, c_pl, c_pb, c_pr;
     reg        c_s2, c_in_signed, c_ob8, c_out_signed, c_relu;
-    reg [15:0] cin_g, cout_g, chunks_g, tiles_g, cpp, ntiles, kk, kkc, oh, ow, last_nvalid;
+    reg [15:0] cout_g, chunks_g, tiles_g, cpp, ntiles, kk, kkc, oh, ow, last_nvalid;
     reg [15:0] ngroups;        // groups walked by the compute loop (1 in depthwise mode)
     reg        dw;             // depthwise mode
     reg        ws;             // weight streaming: activations first, tiles outer, weights overlap
@@ -112,8 +120,12 @@ module ohq_conv_engine #(
     wire [16:0] div_ra_s = {div_ra, div_na[15]};
     wire [16:0] div_rb_s = {div_rb, div_nb[15]};
     wire [16:0] div_d = {1'b0, c_groups};
-    wire [16:0] oh_num = c_h + c_pt + c_pb - c_k;
-    wire [16:0] ow_num = c_w + c_pl + c_pr - c_k;
+    wire [16:0] oh_num = {1'b0, c_h} + {13'd0, c_pt} + {13'd0, c_pb} - {13'd0, c_k};
+    wire [16:0] ow_num = {1'b0, c_w} + {13'd0, c_pl} + {13'd0, c_pr} - {13'd0, c_k};
+    wire [16:0] oh_n = (c_s2 ? (oh_num >> 1) : oh_num) + 17'd1;
+    wire [16:0] ow_n = (c_s2 ? (ow_num >> 1) : ow_num) + 17'd1;
+    wire [31:0] xbase0_n = 32'd0 - {16'd0, c_pl} * {16'd0, cpp};       // -pad_l * cpp (mod CAP)
+    wire [31:0] ybase0_n = 32'd0 - {28'd0, c_pt} * row_words;          // -pad_t * row_words
 
     // ------------------------------------------------------------------ lane table (depthwise)
     // Lane i of a depthwise step reads word B + off[i] (B: the step's base word) for output pixel
@@ -149,17 +161,21 @@ module ohq_conv_engine #(
     wire [OUT_MAX*8-1:0] gb_word;
     wire gb_valid;
     wire in_en = (st == ST_RUN) && (beats_in < in_beats);
-    wire row_ok = free_all || ws || ($signed({2'b00, wr_lin}) < low_lin + CAP);
+    localparam signed [33:0] CAP34 = {2'b00, CAP[31:0]};
+    wire row_ok = free_all || ws || ($signed({2'b00, wr_lin}) < low_lin + CAP34);
     wire gb_ready = (wph != WP_ACT) || row_ok;
     wire gb_take = (st == ST_RUN) && gb_valid && gb_ready;
     wire in_hs = s_tvalid && s_tready;
     assign stat_in_stall = s_tready && !s_tvalid;
-    wire [LOG_RQ:0] npr = dw ? RQ : PE;   // param records per row
+    localparam [LOG_RQ:0] RQ_N = RQ[LOG_RQ:0];
+    localparam [LOG_RQ:0] PE_N = PE[LOG_RQ:0];
+    localparam [15:0] PE16 = PE[15:0];
+    wire [LOG_RQ:0] npr = dw ? RQ_N : PE_N;   // param records per row
     // Weight words per row: the tile's valid lanes (dense: cout lanes; depthwise: one word per
     // distinct pixel word, written to every lane that reads it).
     wire wt_last_t = (wt_t == tiles_g - 1);
-    wire [15:0] wl_rows = dw ? (j1 ? (wt_last_t ? cpp - ((tiles_g - 1) << LOG_PE) : PE) : cpp)
-                             : (wt_last_t ? last_nvalid : PE);
+    wire [15:0] wl_rows = dw ? (j1 ? (wt_last_t ? cpp - ((tiles_g - 16'd1) << LOG_PE) : PE16) : cpp)
+                             : (wt_last_t ? last_nvalid : PE16);
 
     ohq_gearbox #(.BUS_BYTES(BUS_BYTES), .SIMD(SIMD)) u_gearbox (
         .clk(clk), .rst_n(rst_n), .clear(st != ST_RUN), .en(in_en),
@@ -197,7 +213,7 @@ module ohq_conv_engine #(
                             wr_lane <= wr_lane + 1;
                     end
                     WP_WEIGHT: begin
-                        if (wr_lane == wl_rows - 1) begin
+                        if ({{(15-LOG_RQ){1'b0}}, wr_lane} == wl_rows - 16'd1) begin
                             wr_lane <= 0;
                             wr_addr <= wr_addr + 1;
                             if (wt_r == rpt - 1) begin
@@ -227,14 +243,14 @@ module ohq_conv_engine #(
     end
 
     // Lane table: (jj, cc) walk the lanes in order; a pixel group is used when it fits in PE.
-    integer li;
+    wire [31:0] jfit = ({{(31-LOG_PE){1'b0}}, lt_jj} + 32'd1) * {16'd0, cpp};   // (jj + 1) * cpp
     always @(posedge clk) begin
         if (!rst_n || st != ST_RUN) begin
             lt_busy <= (st == ST_D6);
             lt_i <= 0; lt_jj <= 0; lt_cc <= 0; lt_joff <= 0; lt_jcnt <= 0;
             if (st == ST_D6) l_used <= 0;
         end else if (lt_busy) begin
-            if (!dw || cpp >= PE) begin
+            if (!dw || cpp >= PE16) begin
                 l_off[lt_i[LOG_PE-1:0]] <= dw ? lt_i[LOG_NB-1:0] : {LOG_NB{1'b0}};
                 l_jx[lt_i[LOG_PE-1:0]] <= 0;
                 l_j[lt_i[LOG_PE-1:0]] <= 0;
@@ -245,36 +261,36 @@ module ohq_conv_engine #(
                 l_jx[lt_i[LOG_PE-1:0]] <= c_s2 ? {lt_jj[LOG_PE-1:0], 1'b0} : lt_jj;
                 l_j[lt_i[LOG_PE-1:0]] <= lt_jj;
                 l_chunk[lt_i[LOG_PE-1:0]] <= lt_cc[LOG_PE-1:0];
-                l_used[lt_i[LOG_PE-1:0]] <= ((lt_jj + 1) * cpp <= PE);
+                l_used[lt_i[LOG_PE-1:0]] <= (jfit <= {16'd0, PE16});
                 if (lt_cc == cpp - 1) begin
                     lt_cc <= 0;
                     lt_jj <= lt_jj + 1;
                     lt_joff <= lt_joff + (c_s2 ? {cpp[LOG_NB-1:0], 1'b0} : {1'b0, cpp[LOG_NB-1:0]});
-                    if ((lt_jj + 1) * cpp <= PE) lt_jcnt <= lt_jcnt + 1;
+                    if (jfit <= {16'd0, PE16}) lt_jcnt <= lt_jcnt + 1'b1;
                 end else
                     lt_cc <= lt_cc + 1;
             end
-            if (lt_i == PE - 1) lt_busy <= 1'b0;
-            lt_i <= lt_i + 1;
+            if (lt_i == PE_L - 1'b1) lt_busy <= 1'b0;
+            lt_i <= lt_i + 1'b1;
         end
     end
     always @(posedge clk) begin
-        if (st == ST_RUN && !lt_busy && lt_i == PE) begin
+        if (st == ST_RUN && !lt_busy && lt_i == PE_L) begin
             // J and the per-group steps, once the table is complete (before any issue).
-            if (dw && cpp < PE) begin
+            if (dw && cpp < PE16) begin
                 grp_j <= {{(15-LOG_PE){1'b0}}, lt_jcnt};
                 xstep <= lt_jcnt * cpp * (c_s2 ? 2 : 1);
                 ixstep <= lt_jcnt * (c_s2 ? 2 : 1);
             end else begin
                 grp_j <= 1;
-                xstep <= c_s2 ? {cpp, 1'b0} : {16'd0, cpp};
+                xstep <= c_s2 ? {15'd0, cpp, 1'b0} : {16'd0, cpp};
                 ixstep <= c_s2 ? 2 : 1;
             end
         end
     end
-    always @(posedge clk) if (st == ST_D6) j1 <= dw && (cpp >= PE);
+    always @(posedge clk) if (st == ST_D6) j1 <= dw && (cpp >= PE16);
     // lt_i stays at PE once the table is done
-    wire table_done = (lt_i == PE) && !lt_busy;
+    wire table_done = (lt_i == PE_L) && !lt_busy;
 
     // ------------------------------------------------------------------ compute (issue, S0)
     localparam [1:0] C_IDLE = 0, C_WAIT = 1, C_RUN = 2, C_END = 3;
@@ -311,9 +327,11 @@ module ohq_conv_engine #(
     wire row_pad = (iy < 0) || (iy >= $signed({2'b00, c_h}));
     wire [LOG_CAP-1:0] wsel = dw ? tsel : gbase + ch[LOG_CAP-1:0];
     wire [LOG_CAP-1:0] baddr = ybase + kyoff + xbase + kxoff + wsel;
-    wire [NVW-1:0] op_nvalid = last_t ? last_nvalid[NVW-1:0] : PE;
+    localparam [NVW-1:0] PE_V = PE[NVW-1:0];
+    localparam [NVW-1:0] RQ_V = RQ[NVW-1:0];
+    wire [NVW-1:0] op_nvalid = last_t ? last_nvalid[NVW-1:0] : PE_V;
     wire signed [17:0] iy0_next = iy0 + (c_s2 ? 2 : 1);
-    wire signed [17:0] need_next = iy0_next + c_k;
+    wire signed [17:0] need_next = iy0_next + $signed({14'd0, c_k});
     wire [31:0] ystep = c_s2 ? {row_words[30:0], 1'b0} : row_words;
 
     // Per-lane: bank of the lane's word, padding, and whether the lane computes a real output.
@@ -323,11 +341,11 @@ module ohq_conv_engine #(
     always @* begin
         for (lp = 0; lp < PE; lp = lp + 1) begin
             op_sel[lp*LOG_NB +: LOG_NB] = baddr[LOG_NB-1:0] + (dw ? l_off[lp] : {LOG_NB{1'b0}});
-            op_padl[lp] = row_pad || (ixk + $signed({13'd0, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}}) < 0)
-                          || (ixk + $signed({13'd0, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}})
+            op_padl[lp] = row_pad || (ixk + $signed({{(17-LOG_PE){1'b0}}, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}}) < 0)
+                          || (ixk + $signed({{(17-LOG_PE){1'b0}}, dw ? l_jx[lp] : {(LOG_PE+1){1'b0}}})
                               >= $signed({2'b00, c_w}));
-            op_lvalid[lp] = l_used[lp] && (ox + l_j[lp] < ow)
-                            && (!j1 || ({t[15-LOG_PE:0], {LOG_PE{1'b0}}} + lp < cpp));
+            op_lvalid[lp] = l_used[lp] && (ox + {{(15-LOG_PE){1'b0}}, l_j[lp]} < ow)
+                            && (!j1 || ({t[15-LOG_PE:0], {LOG_PE{1'b0}}} + lp[15:0] < cpp));
         end
     end
 
@@ -346,7 +364,8 @@ module ohq_conv_engine #(
                     xbase <= xbase0;
                     kyoff <= 0; kxoff <= 0; gbase <= 0; tsel <= 0; waddr <= 0; wtile <= 0;
                     tile_lin <= 0;
-                    need_rows <= ws ? 17'd0 : ((c_k - c_pt) > c_h) ? c_h : (c_k - c_pt);
+                    need_rows <= ws ? 17'd0 : (({13'd0, c_k} - {13'd0, c_pt}) > {1'b0, c_h}) ? {1'b0, c_h}
+                                                : ({13'd0, c_k} - {13'd0, c_pt});
                     cst <= C_WAIT;
                 end
                 C_WAIT: if ((ws ? (wph == WP_WEIGHT || wph == WP_DRAIN) : (wph == WP_ACT || wph == WP_DRAIN))
@@ -354,7 +373,7 @@ module ohq_conv_engine #(
                 C_RUN: if (issue && ws) begin
                     // ws order (group, tile, oy, ox, ky, kx, chunk): the tile's weights stream in
                     // while its first output pixel computes.
-                    waddr <= !op_last ? waddr + 1 : (op_map_end ? wtile + kkc : wtile);
+                    waddr <= !op_last ? waddr + 1 : (op_map_end ? wtile + {16'd0, kkc} : wtile);
                     if (!last_ch) ch <= ch + 1;
                     else begin
                         ch <= 0;
@@ -380,7 +399,7 @@ module ohq_conv_engine #(
                                         oy <= 0;
                                         iy0 <= -$signed({14'd0, c_pt});
                                         ybase <= ybase0_init;
-                                        wtile <= wtile + kkc;
+                                        wtile <= wtile + {16'd0, kkc};
                                         tile_lin <= tile_lin + 1;
                                         if (!last_t) t <= t + 1;
                                         else begin
@@ -411,7 +430,7 @@ module ohq_conv_engine #(
                                 ky <= 0; kyoff <= 0;
                                 if (!last_t) begin
                                     t <= t + 1; tile_lin <= tile_lin + 1;
-                                    tsel <= tsel + PE;
+                                    tsel <= tsel + PE_C;
                                 end else begin
                                     t <= 0; tsel <= 0;
                                     if (!last_g) begin
@@ -433,7 +452,7 @@ module ohq_conv_engine #(
                                                 low_lin <= low_lin + $signed({2'b00, ystep});
                                                 ybase <= ybase + ystep[LOG_CAP-1:0];
                                                 need_rows <= (need_next > $signed({2'b00, c_h}))
-                                                             ? c_h : need_next[16:0];
+                                                             ? {1'b0, c_h} : need_next[16:0];
                                             end else begin
                                                 cst <= C_END;
                                                 free_all <= 1'b1;
@@ -457,10 +476,12 @@ module ohq_conv_engine #(
     genvar bk;
     generate
         for (bk = 0; bk < NB; bk = bk + 1) begin : bank
+            localparam [LOG_NB-1:0] BK_N = bk;
+            wire [LOG_NB:0] bk_lt = {1'b0, BK_N} - {1'b0, baddr[LOG_NB-1:0]};   // borrow: bk < base
             reg [SIMD*8-1:0] mem [0:(1 << LOG_BD)-1];
             reg [SIMD*8-1:0] q;
             wire [LOG_BD-1:0] ra = baddr[LOG_CAP-1:LOG_NB]
-                                   + ((bk < baddr[LOG_NB-1:0]) ? 1'b1 : 1'b0);
+                                   + {{(LOG_BD-1){1'b0}}, bk_lt[LOG_NB]};
             always @(posedge clk) begin
                 if (lb_we && wr_ptr[LOG_NB-1:0] == bk) mem[wr_ptr[LOG_CAP-1:LOG_NB]] <= gb_word[SIMD*8-1:0];
                 if (adv_f) q <= mem[ra];
@@ -532,7 +553,7 @@ module ohq_conv_engine #(
             reg [SIMD*8-1:0] wmem [0:MAX_WDEPTH-1];
             reg [SIMD*8-1:0] w1, w2, a2;
             always @(posedge clk) begin
-                if (gb_take && wph == WP_WEIGHT && ((dw && !j1) ? (l_used[pe] && l_chunk[pe] == wr_lane)
+                if (gb_take && wph == WP_WEIGHT && ((dw && !j1) ? (l_used[pe] && {1'b0, l_chunk[pe]} == wr_lane[LOG_PE:0])
                                                                  : (wr_lane == pe)))
                     wmem[wr_addr[WA-1:0]] <= gb_word[SIMD*8-1:0];
                 if (adv_f) begin
@@ -548,12 +569,11 @@ module ohq_conv_engine #(
                 wire [BITS-1:0] xa = a2[e*BITS +: BITS];
                 wire [BITS-1:0] wb = w2[e*BITS +: BITS];
                 wire signed [BITS:0] xs = {c_in_signed & xa[BITS-1], xa};
-                wire signed [BITS-1:0] ws = wb;
                 wire signed [PW-1:0] pr;
                 if (LUT_MULS != 0) begin : lut
                     // x * w = sum_{i < BITS-1} w[i] (x << i) - w[BITS-1] (x << (BITS-1)):
                     // adders only, so synthesis keeps these small products out of the DSPs.
-                    wire signed [PW-1:0] xe = xs;
+                    wire signed [PW-1:0] xe = {{(PW-BITS-1){xs[BITS]}}, xs};
                     reg signed [PW-1:0] sa;
                     integer j;
                     always @* begin
@@ -564,13 +584,15 @@ module ohq_conv_engine #(
                     end
                     assign pr = sa;
                 end else begin : dsp
-                    assign pr = xs * ws;
+                    wire signed [BITS-1:0] wsg = wb;
+                    assign pr = xs * wsg;
                 end
                 always @(posedge clk) if (adv_f) prod3[e*PW +: PW] <= pr;
 
                 // Depthwise: element-wise accumulate into S4 (no wrap: <= 49 products).
                 reg signed [AWD-1:0] dacc;
-                wire signed [AWD-1:0] pe_x = $signed(prod3[e*PW +: PW]);
+                wire signed [PW-1:0] pe_p = prod3[e*PW +: PW];
+                wire signed [AWD-1:0] pe_x = {{(AWD-PW){pe_p[PW-1]}}, pe_p};
                 always @(posedge clk) if (adv_f && dw && v3) dacc <= first3 ? pe_x : dacc + pe_x;
                 assign wacc_bus[(pe*CH+e)*AWD +: AWD] = dacc;
             end
@@ -582,21 +604,22 @@ module ohq_conv_engine #(
                 ps_c = {(PW+2)*NG{1'b0}};
                 for (q = 0; q < NG; q = q + 1)
                     for (r = 0; r < GS; r = r + 1)
-                        ps_c[q*(PW+2) +: PW+2] = $signed(ps_c[q*(PW+2) +: PW+2])
-                                                 + $signed(prod3[(q*GS+r)*PW +: PW]);
+                        ps_c[q*(PW+2) +: PW+2] = ps_c[q*(PW+2) +: PW+2]
+                                                 + {{2{prod3[(q*GS+r)*PW + PW - 1]}}, prod3[(q*GS+r)*PW +: PW]};
             end
             always @(posedge clk) if (adv_f) ps4 <= ps_c;
             reg signed [SW-1:0] sum_c, sum5;
             integer i;
             always @* begin
                 sum_c = 0;
-                for (i = 0; i < NG; i = i + 1) sum_c = sum_c + $signed(ps4[i*(PW+2) +: PW+2]);
+                for (i = 0; i < NG; i = i + 1)
+                    sum_c = sum_c + {{(SW-PW-2){ps4[i*(PW+2) + PW + 1]}}, ps4[i*(PW+2) +: PW+2]};
             end
             always @(posedge clk) if (adv_f) sum5 <= sum_c;
 
             // S6: accumulate (int32, wrapping).
             reg signed [31:0] acc;
-            wire signed [31:0] sum5x = sum5;
+            wire signed [31:0] sum5x = {{(32-SW){sum5[SW-1]}}, sum5};
             always @(posedge clk) if (adv_f && v5) acc <= first5 ? sum5x : acc + sum5x;
             assign dacc_bus[pe*32 +: 32] = acc;
         end
@@ -613,7 +636,9 @@ module ohq_conv_engine #(
     reg [15:0] ub_ox, ub_t;
     reg [TA-1:0] ub_tile;
     reg [NVW-1:0] ub_nv;
-    wire ub_lastw = ub_dw ? (ub_u == U - 1) : 1'b1;
+    localparam [31:0] U_LAST32 = U - 1;
+    localparam [LOG_U-1:0] U_LAST = U_LAST32[LOG_U-1:0];
+    wire ub_lastw = ub_dw ? (ub_u == U_LAST) : 1'b1;
     wire ub_free = !ub_busy || (ub_lastw && adv_b);
     wire block = ev && !ub_free;
     assign adv_f = !block;
@@ -642,25 +667,33 @@ module ohq_conv_engine #(
     end
 
     // The word being unloaded.
-    wire [LOG_U-1:0] u_lane_w = (ub_u / WPL) % PE;
-    wire [LOG_U-1:0] u_wi = ub_u % WPL;
-    wire [LOG_PE-1:0] u_lane = u_lane_w[LOG_PE-1:0];
-    wire [15:0] u_chunk = (j1 ? {ub_t[15-LOG_PE:0], {LOG_PE{1'b0}}} : 16'd0) + l_chunk[u_lane];
-    wire [31:0] u_cbase = {u_chunk, {LOG_CH{1'b0}}} + (u_wi << LOG_RQ);
-    wire [31:0] u_left = (u_cbase < c_cin) ? c_cin - u_cbase : 0;
-    wire [NVW-1:0] u_nv_dw = !ub_lval[u_lane] ? 0 : ((u_left >= RQ) ? RQ : u_left[NVW-1:0]);
+    // ub_u = lane * WPL + word (both powers of two).
+    wire [LOG_PE-1:0] u_lane = ub_u[LOG_WPL +: LOG_PE];
+    wire [15:0] u_wi = (WPL > 1) ? {{(16-LOG_U){1'b0}}, ub_u & U_WMASK} : 16'd0;
+    wire [15:0] u_chunk = (j1 ? {ub_t[15-LOG_PE:0], {LOG_PE{1'b0}}} : 16'd0)
+                          + {{(16-LOG_PE){1'b0}}, l_chunk[u_lane]};
+    wire [31:0] u_cbase = {{(16-LOG_CH){1'b0}}, u_chunk, {LOG_CH{1'b0}}} + ({16'd0, u_wi} << LOG_RQ);
+    wire [31:0] u_left = (u_cbase < {16'd0, c_cin}) ? {16'd0, c_cin} - u_cbase : 32'd0;
+    wire [NVW-1:0] u_nv_dw = !ub_lval[u_lane] ? {NVW{1'b0}}
+                             : ((u_left >= RQ32) ? RQ_V : u_left[NVW-1:0]);
     wire u_pixend_dw = (u_cbase + RQ >= c_cin) && (u_nv_dw != 0);
-    wire u_end_dw = ub_end && u_pixend_dw && (ub_ox + l_j[u_lane] == ow - 1);
-    wire [31:0] u_paddr_dw = (u_chunk << LOG_WPL) + u_wi;
+    wire u_end_dw = ub_end && u_pixend_dw && (ub_ox + {{(15-LOG_PE){1'b0}}, l_j[u_lane]} == ow - 16'd1);
+    wire [15:0] u_paddr_dw = (u_chunk << LOG_WPL) + u_wi;
     // Word u of a depthwise snapshot: elements u*RQ .. u*RQ+RQ-1 of the (lane, element) order.
-    wire [RQ*AWD-1:0] s_word [0:U-1];
+    wire [RQ*AWD-1:0] u_word;
     genvar uw;
     generate
-        for (uw = 0; uw < U; uw = uw + 1) begin : unload_word
-            assign s_word[uw] = s_dw[uw*RQ*AWD +: RQ*AWD];
+        if (DW_OK != 0) begin : unload
+            wire [RQ*AWD-1:0] s_word [0:U-1];
+            for (uw = 0; uw < U; uw = uw + 1) begin : word
+                assign s_word[uw] = s_dw[uw*RQ*AWD +: RQ*AWD];
+            end
+            assign u_word = s_word[ub_u[LOG_U-2:0]];
+        end else begin : no_unload
+            assign u_word = {RQ*AWD{1'b0}};
+            wire _unused_ok = &{1'b0, s_dw, 1'b0};
         end
     endgenerate
-    wire [RQ*AWD-1:0] u_word = s_word[ub_u[LOG_U-2:0]];
     reg [RQ*32-1:0] u_vals;
     integer ur;
     always @* begin
@@ -703,7 +736,7 @@ module ohq_conv_engine #(
         for (rq = 0; rq < RQ; rq = rq + 1) begin : requant
             reg [63:0] pmem [0:MAX_TILES-1];
             reg [63:0] prm2;
-            reg signed [31:0] v2;
+            reg signed [31:0] rv2;
             reg signed [31:0] a3;
             reg [15:0] mult3;
             reg [5:0] shift3;
@@ -714,7 +747,7 @@ module ohq_conv_engine #(
                 if (gb_take && wph == WP_PARAM && wr_lane == rq) pmem[wr_addr[TA-1:0]] <= gb_word[63:0];
                 if (adv_b) begin
                     prm2 <= pmem[r1_paddr];
-                    v2 <= r1_vals[rq*32 +: 32];
+                    rv2 <= r1_vals[rq*32 +: 32];
                 end
             end
             wire signed [31:0] bias2 = prm2[31:0];
@@ -726,7 +759,7 @@ module ohq_conv_engine #(
             wire signed [48:0] lo4 = !c_out_signed ? 49'sd0 : (c_ob8 ? -49'sd128 : -49'sd8);
             wire signed [48:0] yc4 = (yr4 > hi4) ? hi4 : ((yr4 < lo4) ? lo4 : yr4);
             always @(posedge clk) if (adv_b) begin
-                a3 <= v2 + bias2;
+                a3 <= rv2 + bias2;
                 mult3 <= prm2[47:32];
                 shift3 <= prm2[53:48];
                 p4 <= a3 * $signed({1'b0, mult3}) + rnd3;
@@ -734,6 +767,7 @@ module ohq_conv_engine #(
                 res5 <= yc4[7:0];
             end
             assign res_bus[rq*8 +: 8] = res5;
+            wire _unused_ok = &{1'b0, prm2[63:54], yc4[48:8], 1'b0};  // reserved byte; clamped
         end
     endgenerate
     reg r5_v, r5_pixend, r5_end;
@@ -750,7 +784,7 @@ module ohq_conv_engine #(
     localparam integer FEW = RQ * 8 + NVW + 2;
     reg [FEW-1:0] fifo [0:FD-1];
     reg [3:0] f_wp, f_rp, f_cnt;
-    wire f_full = (f_cnt == FD);
+    wire f_full = (f_cnt == 4'd8);
     assign adv_b = !f_full;
     wire f_push = adv_b && r5_v;
     wire pk_ready;
@@ -816,19 +850,18 @@ module ohq_conv_engine #(
                 ST_D1: begin
                     dw <= dw_c;
                     ngroups <= dw_c ? 16'd1 : c_groups;
-                    cin_g <= div_qa;
                     cout_g <= dw_c ? c_cout : div_qb;
-                    cpp <= dw_c ? (c_cin + CH - 1) >> LOG_CH : c_groups * ((div_qa + CH - 1) >> LOG_CH);
-                    chunks_g <= dw_c ? 16'd1 : (div_qa + CH - 1) >> LOG_CH;
-                    tiles_g <= (div_qb + PE - 1) >> LOG_PE;
+                    cpp <= dw_c ? (c_cin + CHM1) >> LOG_CH : c_groups * ((div_qa + CHM1) >> LOG_CH);
+                    chunks_g <= dw_c ? 16'd1 : (div_qa + CHM1) >> LOG_CH;
+                    tiles_g <= (div_qb + PEM1) >> LOG_PE;
                     kk <= c_k * c_k;
-                    oh <= (c_s2 ? (oh_num >> 1) : oh_num) + 1;
-                    ow <= (c_s2 ? (ow_num >> 1) : ow_num) + 1;
+                    oh <= oh_n[15:0];
+                    ow <= ow_n[15:0];
                     st <= ST_D2;
                 end
                 ST_D2: begin
-                    if (dw) tiles_g <= (cpp < PE) ? 16'd1 : (cpp + PE - 1) >> LOG_PE;
-                    ntiles <= dw ? ((cpp < PE) ? 16'd1 : (cpp + PE - 1) >> LOG_PE) : c_groups * tiles_g;
+                    if (dw) tiles_g <= (cpp < PE16) ? 16'd1 : (cpp + PEM1) >> LOG_PE;
+                    ntiles <= dw ? ((cpp < PE16) ? 16'd1 : (cpp + PEM1) >> LOG_PE) : c_groups * tiles_g;
                     kkc <= kk * chunks_g;
                     rpt <= dw ? kk : kk * chunks_g;
                     last_nvalid <= cout_g - ((tiles_g - 1) << LOG_PE);
@@ -837,8 +870,8 @@ module ohq_conv_engine #(
                 end
                 ST_D3: begin
                     wpl <= ntiles * kkc;
-                    xbase0 <= -(c_pl * cpp);
-                    ybase0_init <= -(c_pt * row_words);
+                    xbase0 <= xbase0_n[LOG_CAP-1:0];
+                    ybase0_init <= ybase0_n[LOG_CAP-1:0];
                     low_lin0 <= c_pt * row_words;
                     n_prow <= dw ? {16'd0, cpp} << LOG_WPL : {16'd0, ntiles};
                     wwords <= dw ? kk * cpp : kkc * c_cout;
@@ -872,5 +905,8 @@ module ohq_conv_engine #(
             endcase
         end
     end
+    // Upper bits that wrap by design (line-buffer addresses are mod CAP) or cannot be set.
+    wire _unused_ok = &{1'b0, oh_n[16], ow_n[16], xbase0_n[31:LOG_CAP], ybase0_n[31:LOG_CAP],
+                        xstep[31:LOG_CAP], ub_t[15:16-LOG_PE], u_paddr_dw[15:TA], 1'b0};
 endmodule
 `default_nettype wire

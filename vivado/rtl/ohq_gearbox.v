@@ -22,13 +22,16 @@ module ohq_gearbox #(
     localparam integer OUT_MAX = (SIMD > 8) ? SIMD : 8;
     localparam integer CAP = OUT_MAX + BUS_BYTES;          // bytes held at most
     localparam integer FW = $clog2(CAP + 1);
+    localparam [FW-1:0] NBUS = BUS_BYTES[FW-1:0];
+    localparam [FW-1:0] NCAP = CAP[FW-1:0];
+    localparam [FW-1:0] NSIMD = SIMD[FW-1:0];
 
     reg  [CAP*8-1:0] buffer;
     reg  [FW-1:0]    fill;
-    wire [FW-1:0]    need = need_simd ? SIMD[FW-1:0] : 8;
+    wire [FW-1:0]    need = need_simd ? NSIMD : 8;
     assign word_valid = (fill >= need);
     wire take = word_valid && word_ready;
-    assign s_tready = en && (fill + BUS_BYTES <= CAP);
+    assign s_tready = en && ({1'b0, fill} + {1'b0, NBUS} <= {1'b0, NCAP});
     wire acc = s_tready && s_tvalid;
     wire [FW-1:0] fill_after = take ? fill - need : fill;
     wire [CAP*8-1:0] shifted = take ? (buffer >> (need * 8)) : buffer;
@@ -41,7 +44,7 @@ module ohq_gearbox #(
             fill <= {FW{1'b0}};
         end else begin
             buffer <= acc ? (shifted | (beat_ext << (fill_after * 8))) : shifted;
-            fill <= acc ? fill_after + BUS_BYTES : fill_after;
+            fill <= acc ? fill_after + NBUS : fill_after;
         end
     end
 endmodule

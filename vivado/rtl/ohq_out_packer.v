@@ -46,14 +46,15 @@ module ohq_out_packer #(
 
     wire out_free = !m_tvalid || m_tready;
     wire emit = out_free && (ofill >= BB[FW-1:0]);
-    wire [FW-1:0] fill_e = emit ? ofill - BB : ofill;
+    localparam [FW-1:0] NBB = BB[FW-1:0];
+    wire [FW-1:0] fill_e = emit ? ofill - NBB : ofill;
     wire [OBW-1:0] buf_e = emit ? (obuf >> BB) : obuf;
     assign in_ready = !flushing && (fill_e < BB[FW-1:0]);
     wire accept = in_valid && in_ready;
     wire [FW-1:0] size = in_nvalid * (ob8 ? 8 : 4);
     wire [FW-1:0] f1 = fill_e + size;
     wire [FW-1:0] f2 = in_pix_end ? ((f1 + 7) & ~7) : f1;
-    wire [FW-1:0] f3 = in_last ? ((f2 + BB - 1) & ~(BB - 1)) : f2;   // BB is a power of two
+    wire [FW-1:0] f3 = in_last ? ((f2 + NBB - 1'b1) & ~(NBB - 1'b1)) : f2;   // BB is a power of two
 
     always @(posedge clk) begin
         if (!rst_n || clear) begin

@@ -231,6 +231,58 @@ async def backpressure(dut):
     tb.backpressure(rng, 0, 0)
 
 
+def mode_layers(core: cm.CoreConfig, rng: random.Random) -> list[tuple[str, cm.ConvLayer]]:
+    """One layer per core mode (line buffer, weight streaming, FC, depthwise with several pixels
+    or several tiles per step, grouped), channel counts off the lane multiples."""
+    ch, pe = core.ch, core.pe
+    L = cm.ConvLayer
+    out = [
+        ("line-buffer", L(cin=ch + 1, cout=pe + 3, h=14, w=12, kernel=3, pads=(1, 1, 1, 0))),
+        ("weight-streaming", L(cin=2 * ch - 1, cout=2 * pe + 1, h=3, w=4, kernel=3, stride=2,
+                               pads=(1, 1, 1, 1))),
+        ("fc", L(cin=3 * ch + 5, cout=pe + 2, h=1, w=1)),
+        ("grouped", L(cin=3 * ch, cout=3 * (pe - 1), h=9, w=5, kernel=3, pads=(1, 1, 1, 1), groups=3)),
+    ]
+    if core.pe <= core.ch:
+        c = max(3, ch * (pe // 2) - 3)        # cpp < pe: several output pixels per step
+        out += [("depthwise-pixels", L(cin=c, cout=c, h=7, w=9, kernel=3, stride=2,
+                                       pads=(1, 1, 1, 1), groups=c)),
+                ("depthwise-tiles", L(cin=pe * ch + 2 * ch - 3, cout=pe * ch + 2 * ch - 3, h=6, w=5,
+                                      kernel=5, pads=(2, 2, 2, 2), groups=pe * ch + 2 * ch - 3))]
+    flags = [dict(in_signed=rng.random() < 0.5, out_bits=rng.choice([4, 8]),
+                  out_signed=rng.random() < 0.5, relu=rng.random() < 0.5) for _ in out]
+    return [(m, dataclasses.replace(l, **f)) for (m, l), f in zip(out, flags)]
+
+
+def mode_of(layer: cm.ConvLayer, core: cm.CoreConfig) -> str:
+    geo = cm.geometry(layer, core)
+    if geo.depthwise:
+        return "depthwise-pixels" if geo.group_pixels > 1 else "depthwise-tiles"
+    return "weight-streaming" if geo.ws else "line-buffer"
+
+
+@cocotb.test()
+async def every_mode(dut):
+    """Each mode of the core, bit-exact and MAC_ACTIVE exact, with an ideal stream and then
+    with random input gaps and output stalls (the stall counters move)."""
+    tb = Bench(dut)
+    await tb.start()
+    rng = random.Random(SEED + 5)
+    nrng = np.random.default_rng(SEED + 5)
+    seen = set()
+    for i, (mode, layer) in enumerate(mode_layers(tb.core, rng)):
+        if mode not in ("fc", "grouped"):
+            assert mode_of(layer, tb.core) == mode, (mode, layer)
+        seen.add(mode_of(layer, tb.core))
+        tb.backpressure(rng, 0, 0)
+        await tb.run_layer(layer, nrng)
+        tb.backpressure(rng, p_in=0.3, p_out=0.4)
+        cnt, _ = await tb.run_layer(layer, nrng)
+        assert cnt["IN_STALL"] > 0 and cnt["OUT_STALL"] > 0, (mode, cnt)
+    tb.backpressure(rng, 0, 0)
+    assert {"line-buffer", "weight-streaming"} <= seen
+
+
 @cocotb.test()
 async def counters_and_interrupts(dut):
     """Counters cleared at start and frozen at done; ap_done clear-on-read; done interrupt."""

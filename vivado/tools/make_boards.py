@@ -49,7 +49,7 @@ def main() -> int:
             logic, mem = (name, name) if isinstance(name, str) else name
             e, m = est[logic], est[mem]
             cores[bits] = {"pe": e["PE"], "simd": e["SIMD"], "bus_bytes": e["BUS_BYTES"], "max_k": 7,
-                           "lb_rows": 9, "max_row_words": m["MAX_ROW_WORDS"],
+                           "lb_rows": 8, "max_row_words": m["MAX_ROW_WORDS"],
                            "max_wdepth": m["MAX_WDEPTH"], "max_tiles": m["MAX_TILES"],
                            "lut_muls": 1 if int(bits) == 4 else 0,
                            "estimate": {"lut": e["lut"], "ff": e["ff"], "dsp": e["dsp"],

@@ -170,9 +170,9 @@ def _allocation(a) -> list[str]:
                      pct(c["greedy"]["accuracy"]),
                      f"{pct(rnd['accuracy']['median'])} / {pct(rnd['accuracy']['max'])}",
                      pct(c["ilp_sens"]["accuracy"]) if "ilp_sens" in c else "–"])
-    out = [f"Test accuracy (%) on {a['images']} images at a latency budget (fraction of all-int8; "
-           f"MobileNetV3 cannot reach 0.75 because depthwise layers gain nothing at int4) vs "
-           f"{a['random']} random configurations meeting the same budget and a greedy allocation.", ""]
+    out = [f"Test accuracy (%) on {a['images']} images at a latency budget (fraction of all-int8) vs "
+           f"{a['random']} random configurations meeting the same budget and a greedy allocation "
+           f"(latencies of the cores when `bench/allocation.py` last ran).", ""]
     return out + _table(["model", "board", "budget", "fp32", "int8", "int4", "ILP β=γ=0.5 (latency)",
                          "ILP beats random", "greedy", "random median / max", "ILP β=1, γ=0"], rows)
 

@@ -137,7 +137,7 @@ def test_a_wrapped_32_bit_counter_is_detected(model, bitfile):
 @pytest.mark.parametrize("fake,expect", [
     ({"version": 0x00020000}, "register map 2.0, this driver speaks 1.x"),
     ({"core_vlnv": "ohq-pynq:ohq:ohq_conv:2.0"},
-     "ohq_conv 2.0 in the overlay's .hwh but its VERSION register reads 1.0"),
+     "ohq_conv 2.0 in the overlay's .hwh but its VERSION register reads 1.1"),
     ({"magic": 0x12345678}, "MAGIC 0x12345678"),
     ({"faults": Faults(param_override={"PE": 3})}, "core parameters that cannot be right"),
     ({"faults": Faults(param_override={"SIMD": 0})}, "core parameters that cannot be right"),

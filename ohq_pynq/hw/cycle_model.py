@@ -35,6 +35,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .core_model import PARAM_RECORD_BYTES, ConvLayer, CoreConfig, Geometry, geometry
 
 SETUP = 22          # start accepted -> ST_RUN (16 division steps + 6 setup stages)
@@ -107,7 +109,10 @@ def _packer_tail(words: list[tuple[int, int, bool]], fill0: int, beat_bits: int)
             fill = fill_e
         if flushing and fill == 0:
             return last_emit - (words[-1][0] + 1)
-        t += 1
+        if fill < beat_bits and i < len(words) and words[i][0] > t + 1:
+            t = words[i][0]              # idle until the next word arrives
+        else:
+            t += 1
 
 
 def _stream_time(t0: int, words: int, nbytes: int, bus: int) -> int:
@@ -241,13 +246,16 @@ def _weight_streaming(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: in
         for t in range(geo.tiles_g):
             lanes = min(pe, layer.cout_g - t * pe)
             per_out = max(kkc, _out_cycles(lanes, layer.out_bits, beat_bits))
-            for r in range(kkc):              # the tile's weight rows gate its first pixel
-                words += lanes
-                nbytes += simd * lanes
-                cur = max(cur, _stream_time(t0, words, nbytes, bus) + WROW_LAT)
-                if first_issue is None:
-                    first_issue = cur
-                cur += 1
+            # The tile's weight rows gate its first pixel: step r issues at
+            # max(previous + 1, row r arrived + WROW_LAT) = r + max(cur, max_{j<=r} arrival_j - j).
+            r = np.arange(1, kkc + 1, dtype=np.int64)
+            arrive = t0 + np.maximum(words + r * lanes, -(-(nbytes + r * simd * lanes) // bus)) + WROW_LAT
+            gate = int((arrive - (r - 1)).max())
+            if first_issue is None:
+                first_issue = max(cur, int(arrive[0]))
+            cur = kkc + max(cur, gate)
+            words += kkc * lanes
+            nbytes += kkc * simd * lanes
             cur += per_out - kkc + (pixels - 1) * per_out
     end_compute = cur - 1
     # The last tile's final words (one per output pixel, per_out apart), byte-aligned each.

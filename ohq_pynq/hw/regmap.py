@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = 0x4F485131       # ASCII "OHQ1"
-VERSION = 0x00010000     # major.minor in the high/low 16 bits
+VERSION = 0x00010001     # major.minor in the high/low 16 bits (1.1: depthwise lanes, weight streaming)
 ADDR_BITS = 8            # AXI4-Lite address width of the core (256-byte window)
 
 # Bits of CTRL (0x00), HLS ap_ctrl_hs style.
@@ -72,8 +72,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("SIMD", 0x90, "ro", 0, 16, "input lanes (bytes per cycle; x2 channels at 4 bits)"),
     Register("BUS_BYTES", 0x94, "ro", 0, 16, "AXI4-Stream tdata width (bytes)"),
     Register("MAX_K", 0x98, "ro", 0, 4, "largest kernel size"),
-    Register("MAX_ROW_WORDS", 0x9C, "ro", 0, 32, "line-buffer words per row (W * pixel words)"),
-    Register("LB_ROWS", 0xA0, "ro", 0, 8, "line-buffer rows"),
+    Register("MAX_ROW_WORDS", 0x9C, "ro", 0, 32,
+             "line-buffer words = LB_ROWS * MAX_ROW_WORDS (rows of any width share it)"),
+    Register("LB_ROWS", 0xA0, "ro", 0, 8, "line-buffer size factor (see MAX_ROW_WORDS)"),
     Register("MAX_WDEPTH", 0xA4, "ro", 0, 32, "weight words per PE lane"),
     Register("MAX_TILES", 0xA8, "ro", 0, 32, "output-channel tiles (param records per lane)"),
     # 64-bit performance counters (lo/hi): cleared when a start is accepted, frozen at done.

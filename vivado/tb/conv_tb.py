@@ -74,14 +74,17 @@ class Bench:
             r = random.Random(rng.random())
             while True:
                 yield r.random() < p
+        # Clearing a pause generator leaves `pause` at its last value: release it explicitly.
         if p_in:
             self.src.set_pause_generator(gen(p_in))
         else:
             self.src.clear_pause_generator()
+            self.src.pause = False
         if p_out:
             self.sink.set_pause_generator(gen(p_out))
         else:
             self.sink.clear_pause_generator()
+            self.sink.pause = False
 
     async def run_layer(self, layer: cm.ConvLayer, rng: np.random.Generator, timeout_us=2000):
         """Configure, stream, check the output bit-exactly; return (counters, geometry)."""
@@ -99,7 +102,8 @@ class Bench:
             e = self.dut.u_engine
             state = {n: str(getattr(e, n).value) for n in (
                 "st", "cst", "wph", "beats_in", "in_beats", "rows_written", "need_rows", "oy",
-                "ox", "f_cnt", "wr_row", "low_row", "oh", "ow", "tiles_g", "chunks_g", "cpp")}
+                "ox", "t", "f_cnt", "wr_row", "wr_addr", "waddr", "low_lin", "oh", "ow", "tiles_g",
+                "chunks_g", "cpp", "dw", "ws", "j1", "grp_j", "ub_busy", "ub_u")}
             raise AssertionError(f"{layer}: no output frame; engine state {state}")
         while not (await self.read("CTRL")) & rm.CTRL_AP_DONE:
             await ClockCycles(self.dut.ap_clk, 4)
@@ -277,8 +281,10 @@ async def every_mode(dut):
         tb.backpressure(rng, 0, 0)
         await tb.run_layer(layer, nrng)
         tb.backpressure(rng, p_in=0.3, p_out=0.4)
-        cnt, _ = await tb.run_layer(layer, nrng)
-        assert cnt["IN_STALL"] > 0 and cnt["OUT_STALL"] > 0, (mode, cnt)
+        cnt, geo = await tb.run_layer(layer, nrng)
+        assert cnt["IN_STALL"] > 0, (mode, cnt)
+        if geo.out_beats >= 16:
+            assert cnt["OUT_STALL"] > 0, (mode, cnt)
     tb.backpressure(rng, 0, 0)
     assert {"line-buffer", "weight-streaming"} <= seen
 

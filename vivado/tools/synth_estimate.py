@@ -23,32 +23,30 @@ RTL = VIVADO / "rtl"
 SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v"]
 
 # name -> (family, parameters); the per-board candidates of ohq_pynq/hw/boards.json.
-M1K = dict(MAX_ROW_WORDS=1024, MAX_WDEPTH=1024, MAX_TILES=256)
+M1K = dict(MAX_ROW_WORDS=1024, MAX_WDEPTH=1024, MAX_TILES=256)      # 8 x 1024-word line buffer
+M512 = dict(MAX_ROW_WORDS=512, MAX_WDEPTH=512, MAX_TILES=128)
 CONFIGS = {
     # PYNQ-Z2 (xc7z020, 64-bit HP port)
     "z7_int8_pe8_simd8": ("xc7", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
     "z7_int4_pe8_simd8": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
-    # Ultra96-V2 (xczu3eg, 128-bit HP port)
+    "z7_int4_pe16_simd8": ("xc7", dict(BITS=4, PE=16, SIMD=8, BUS_BYTES=8, **M1K)),
+    # Ultra96-V2 (xczu3eg), KV260 (xck26), ZCU104 (xczu7ev): 128-bit HP ports
     "zu_int8_pe8_simd16": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
     "zu_int4_pe8_simd16": ("xcup", dict(BITS=4, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
-    # ZCU104 (xczu7ev), KV260 (xck26)
     "zu_int8_pe16_simd16": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
     "zu_int4_pe16_simd16": ("xcup", dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
-    # KV260 (xck26: 144 BRAM36): half-depth memories
-    "zu_int8_pe16_simd16_m512": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
-                                              MAX_WDEPTH=512, MAX_TILES=128)),
-    "zu_int8_pe16_simd16_w256": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
-                                              MAX_WDEPTH=256, MAX_TILES=128)),
-    "zu_int8_pe8_simd16_m512": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, MAX_ROW_WORDS=512,
-                                             MAX_WDEPTH=512, MAX_TILES=128)),
+    "zu_int8_pe8_simd16_m512": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, **M512)),
 }
 
 
-def yosys_script(family: str, params: dict) -> str:
+def yosys_script(family: str, params: dict, depth: bool = False) -> str:
     chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
     reads = "; ".join(f"read_verilog -I{RTL} {RTL / s}" for s in SOURCES)
+    # ltp -noff: the longest path of mapped cells (LUTs, carry chains, muxes, DSPs) between
+    # registers/memories: the logic depth that sets Fmax, as far as yosys can tell without timing.
+    ltp = "; tee -q -o {ltp} ltp -noff" if depth else ""
     return (f"{reads}; chparam {chparam} ohq_conv; synth_xilinx -top ohq_conv -family {family} "
-            f"-flatten; tee -q -o {{stat}} stat")
+            f"-flatten; tee -q -o {{stat}} stat{ltp}")
 
 
 def parse_stat(text: str) -> dict:
@@ -68,24 +66,29 @@ def parse_stat(text: str) -> dict:
             "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")), "cells": cells}
 
 
-def run(name: str, family: str, params: dict) -> dict:
+def run(name: str, family: str, params: dict, depth: bool = False) -> dict:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        stat = Path(tmp) / "stat.txt"
-        proc = subprocess.run(["yosys", "-q", "-p", yosys_script(family, params).format(stat=stat)],
-                              capture_output=True, text=True, check=False)
+        stat, ltp = Path(tmp) / "stat.txt", Path(tmp) / "ltp.txt"
+        script = yosys_script(family, params, depth).format(stat=stat, ltp=ltp)
+        proc = subprocess.run(["yosys", "-q", "-p", script], capture_output=True, text=True, check=False)
         if proc.returncode or not stat.exists():
             raise SystemExit(f"yosys failed for {name}:\n{proc.stderr[-2000:]}")
         text = stat.read_text()
+        extra = {}
+        if depth and ltp.exists():
+            m = re.search(r"length=(\d+)", ltp.read_text())
+            extra["logic_depth_cells"] = int(m.group(1)) if m else None
     idx = text.rfind("=== ohq_conv ===")
     res = parse_stat(text[idx:] if idx >= 0 else text)
-    return {"name": name, "family": family, **params, **res, "seconds": round(time.time() - t0)}
+    return {"name": name, "family": family, **params, **res, **extra, "seconds": round(time.time() - t0)}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="substring filter on configuration names")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--depth", action="store_true", help="also report the logic depth (ltp)")
     parser.add_argument("--out", type=Path, default=VIVADO / "build" / "synth_estimate.json")
     args = parser.parse_args(argv)
     if shutil.which("yosys") is None:
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
         return 1
     todo = [(n, *c) for n, c in CONFIGS.items() if not args.only or args.only in n]
     with ThreadPoolExecutor(args.jobs) as ex:
-        rows = list(ex.map(lambda t: run(*t), todo))
+        rows = list(ex.map(lambda t: run(*t, depth=args.depth), todo))
     print(f"{'config':22s} {'LUT':>7s} {'FF':>7s} {'DSP':>5s} {'BRAM36':>6s}")
     for r in rows:
         print(f"{r['name']:22s} {r['lut']:7d} {r['ff']:7d} {r['dsp']:5d} {r['bram36']:6.1f}")

@@ -183,7 +183,7 @@ def _cell_parameters(cell: Cell) -> dict:
     if cell.modtype == "ohq_conv":
         bits = int(cell.config.get("BITS", 8))
         params.update({"BITS": "8", "PE": "8", "SIMD": "8", "BUS_BYTES": "8", "MAX_K": "7",
-                       "LB_ROWS": "9", "MAX_ROW_WORDS": "1024", "MAX_WDEPTH": "1024",
+                       "LB_ROWS": "8", "MAX_ROW_WORDS": "1024", "MAX_WDEPTH": "1024",
                        "MAX_TILES": "256", "LUT_MULS": "1" if bits == 4 else "0"})
     elif cell.modtype == "axi_dma":
         params.update({"c_include_sg": "1", "c_sg_length_width": "14", "c_addr_width": "32",

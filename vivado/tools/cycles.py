@@ -67,7 +67,7 @@ LAYERS = [
     C("fc_512_10", 512, 10, 1, 1, pad=0),
 ]
 # Rows CI regenerates from the RTL on every run (a few seconds of simulation per core).
-SUBSET = ("mobilenet_dw_3x3_32", "mbv3_se_1x1_96_24", "fc_512_10", "resnet_3x3_32_small")
+SUBSET = ("mobilenet_dw_3x3_32", "mbv3_se_1x1_96_24", "fc_512_10", "mobilenet_pw_1x1_32_64")
 
 
 def core_of(params: dict) -> cm.CoreConfig:

@@ -17,7 +17,7 @@ BOARDS = {
     "pynq-z2": dict(part="xc7z020clg400-1", board_part="tul.com.tw:pynq-z2:part0:1.0", ps="zynq",
                     fclk_hz=100_000_000, bus_bytes=8,
                     resources={"lut": 53200, "ff": 106400, "dsp": 220, "bram36": 140},
-                    cores={"8": "z7_int8_pe8_simd8", "4": "z7_int4_pe16_simd8"}),
+                    cores={"8": "z7_int8_pe8_simd8", "4": "z7_int4_pe8_simd8"}),
     "ultra96v2": dict(part="xczu3eg-sbva484-1-i", board_part="avnet.com:ultra96v2:part0:1.2", ps="zynq_ultra",
                       fclk_hz=150_000_000, bus_bytes=16,
                       resources={"lut": 70560, "ff": 141120, "dsp": 360, "bram36": 216},

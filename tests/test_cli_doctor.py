@@ -46,7 +46,7 @@ def test_doctor_prints_what_the_board_shows(capsys, board_with):
     assert any(line.split()[:2] == ["12V", "VIP"] and line.endswith("<- energy") for line in out.splitlines())
     assert "sensor update every 10.0 ms" in out
     core = next(line for line in out.splitlines() if line.startswith("ohq_int8"))
-    assert core.split()[:5] == ["ohq_int8", "8", "0xA0010000", "1.0", "16"]
+    assert core.split()[:5] == ["ohq_int8", "8", "0xA0010000", "1.1", "16"]
     dma = next(line for line in out.splitlines() if line.startswith("dma_int4"))
     assert dma.split() == ["dma_int4", "ohq_int4", "0xA0020000", "26", "67,108,863", "67,104,768", "128", "64"]
     assert "clock: fclk0 150.0 MHz (ps.Clocks), .hwh 150.0 MHz, profile 150.0 MHz" in out

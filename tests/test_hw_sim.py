@@ -135,7 +135,9 @@ def test_resnet18_and_mobilenet_layouts_fit_every_board(board):
         for layer in net.layers:
             m4, m8 = sim.measure(layer, 4), sim.measure(layer, 8)
             assert m4.cycles > 0 and m8.cycles > 0
-            assert m4.bytes_in <= m8.bytes_in
+            # Depthwise streams one param record per channel of its words (cpp * ch): a layer
+            # narrower than the int4 word gets up to ch more 8-byte records than at int8.
+            assert m4.bytes_in <= m8.bytes_in + 8 * sim.board.core(4).ch
 
 
 def test_int4_core_is_about_twice_as_fast_on_lane_filling_layers():

@@ -34,7 +34,9 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "ohq_pynq" / "models"
 MODELS = ["digits_resnet_folded", "digits_mbv3_bn", "digits_mbv3_dynamo"]
 CALIB = str(MODELS_DIR / "digits_calib.npz")
 SOURCES = {m: (MODELS_DIR / f"{m}.onnx").read_bytes() for m in MODELS}
-SECONDS_PER_CASE = 30            # a hang guard, far above the ~0.05 s a case takes
+CPU_SECONDS_PER_CASE = 60        # hang guard in CPU seconds (immune to a loaded machine); a
+                                 # mutant takes ~0.05 s, a `run` case a few seconds
+WALL_SECONDS_PER_CASE = 600      # and in wall seconds, for a hang that does not spin
 EXTRA_MEMORY = 3 << 30           # address space a case may add (a blow-up hits MemoryError)
 
 TRIED: dict[str, int] = {"inspect": 0, "quantize": 0, "sensitivity": 0, "evaluate": 0, "run": 0}
@@ -46,6 +48,7 @@ def guarded():
     def alarm(*_):
         raise TimeoutError("a malformed model made the command hang")
     old_handler = signal.signal(signal.SIGALRM, alarm)
+    old_prof = signal.signal(signal.SIGPROF, alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/status") as f:
         vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
@@ -55,17 +58,20 @@ def guarded():
     yield
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     signal.signal(signal.SIGALRM, old_handler)
+    signal.signal(signal.SIGPROF, old_prof)
     print(f"\nmalformed-model mutants tried: {TRIED}")
 
 
 def run_cli(argv) -> tuple[int, str]:
     """main(argv) with a hang guard; any exception escaping the CLI fails the test."""
     out, err = io.StringIO(), io.StringIO()
-    signal.alarm(SECONDS_PER_CASE)
+    signal.alarm(WALL_SECONDS_PER_CASE)
+    signal.setitimer(signal.ITIMER_PROF, CPU_SECONDS_PER_CASE)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(argv)
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.alarm(0)
     return code, err.getvalue()
 

@@ -56,7 +56,8 @@ class Settings:
     gamma: float = ilp.DEFAULT_GAMMA
     hw_metric: str = ilp.DEFAULT_HW_METRIC
     estimator: str = mqe.DEFAULT_ESTIMATOR
-    alpha: float = mqe.DEFAULT_ALPHA
+    perturbation: str = mqe.DEFAULT_PERTURBATION   # MQE: "rounding" (int4 rounding) or "mask"
+    alpha: float | str = mqe.DEFAULT_ALPHA         # MQE mask fraction (perturbation "mask"), or "matched"
     repeats: int = oqa.DEFAULT_REPEATS
     pareto_points: int = pareto.DEFAULT_POINTS
     eval_images: int = 500              # images run through the integer deployment
@@ -167,15 +168,16 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
             from .mqe import sensitivity as measure
             from .sensitivity import save_sensitivity
             net, x, ranges = prepared()
-            res = measure(net, x, ranges, estimator=s.estimator, alpha=s.alpha, seed=s.seed,
-                          executor=s.executor, progress=s.progress)
+            res = measure(net, x, ranges, estimator=s.estimator, perturbation=s.perturbation,
+                          alpha=s.alpha, seed=s.seed, executor=s.executor, progress=s.progress)
             res["model"] = str(model)
             save_sensitivity(out / "sensitivity.json", res)
             top = max(res["layers"], key=res["layers"].get)
             return f"{s.estimator} on {len(x)} images, most sensitive {top}"
 
         stages.run("sensitivity", {"model": model_hash, "data": data_hash, "estimator": s.estimator,
-                                   "alpha": s.alpha, "seed": s.seed, "executor": s.executor},
+                                   "perturbation": s.perturbation, "alpha": s.alpha, "seed": s.seed,
+                                   "executor": s.executor},
                    ["sensitivity.json"], sensitivity)
 
         # 4. bit allocation (ILP) + Pareto frontier ------------------------------------------

@@ -117,6 +117,11 @@ def test_stage_commands_chain(files, capsys):
     assert main(["profile", str(model), "--board", "zcu104", "--max-spread", "0.02", "--repeats", "3", "--max-repeats", "6",
                  "--out", str(d / "profile.json")]) == 0
     assert main(["sensitivity", str(model), "--data", str(d / "calib.npz"), "--out", str(d / "s.json")]) == 0
+    assert json.loads((d / "s.json").read_text())["perturbation"] == "rounding"
+    assert main(["sensitivity", str(model), "--data", str(d / "calib.npz"), "--out", str(d / "paper.json"),
+                 "--perturbation", "mask", "--weights-only", "--alpha", "matched"]) == 0
+    paper = json.loads((d / "paper.json").read_text())
+    assert (paper["perturbation"], paper["alpha"], paper["activations"]) == ("mask", "matched", False)
     assert main(["solve", "--sensitivity", str(d / "s.json"), "--profile", str(d / "profile.json"),
                  "--size-budget", "0.8", "--latency-estimate", "p90", "--out", str(d / "config.json")]) == 0
     assert json.loads((d / "config.json").read_text())["layers"].keys() == {"conv1", "dw", "pw", "se_fc", "fc"}

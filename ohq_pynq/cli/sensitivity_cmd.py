@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .common import add_executor_argument, add_model_argument, format_table, show_progress
 
-HELP = "per-layer accuracy sensitivity by mask-guided estimation (MQE) or the exact int4 estimator"
+HELP = "per-layer accuracy sensitivity by MQE (one int8 model, perturbed per layer) or the exact int4 estimator"
 
 
 def add_arguments(p) -> None:

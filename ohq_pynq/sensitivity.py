@@ -3,7 +3,8 @@
 Schema (version 1), written by MQE (:func:`ohq_pynq.mqe.sensitivity`, both estimators) and read
 by the ILP::
 
-    {"schema": 1, "estimator": "mqe" | "exact", "alpha": ..., "seed": ..., "images": N,
+    {"schema": 1, "estimator": "mqe" | "exact", "perturbation": "rounding" | "mask" | null,
+     "alpha": ..., "seed": ..., "images": N,
      "unit": "nats ...", "seconds": s,
      "layers": {name: S}}                  # S: sensitivity at 4 bits (KL, nats); 0 at 8 bits
 

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         for name, budget in (("resnet18", "0.75"), ("mobilenet_v3_small", "0.9")):
             cases.append((f"{name}_224", layout_model(name, work), ["--latency-budget", budget,
                                                                        "--eval-images", "4"]))
-    rows = []
+    rows, load = [], [os.getloadavg()[0]]
     for name, model, extra in cases:
         out = work / name
         res = run_case(model, out, ["--board", args.board] + extra)
@@ -107,13 +107,16 @@ def main(argv=None) -> int:
         if not name.endswith("_224"):
             row["search"] = latency_cut_at(out, str(model))
         rows.append(row)
+        load.append(os.getloadavg()[0])
         st = " ".join(f"{k} {v:.1f}s" for k, v in row["stages"].items())
         cut = row.get("search", {}).get("cut")
         print(f"{name:22s} {res['wall_seconds']:7.1f} s  peak {row['peak_rss_mb']:6.1f} MB  [{st}]  "
               f"latency {row['latency_vs_int8']:.3f} of int8"
               + (f"; best cut at <=0.5 pt loss {100 * cut:.1f} %" if cut is not None else ""), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    # the machine may be shared: wall seconds are only comparable at a load near or below the cores
+    machine = {"cores": os.cpu_count(), "load_average_max": round(max(load), 2)}
+    (RESULTS / "pipeline.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     print(f"wrote {RESULTS / 'pipeline.json'}")
     return 0
 

@@ -60,6 +60,10 @@ def section() -> str:
                          "–" if cut is None else f"{100 * cut:.1f} %"])
         lines += _table(["case", "board", "wall s", "peak RSS MB", "distill / profile / MQE / ILP / deploy s",
                          "latency vs int8", "accuracy % (fp32)", "latency cut at ≤0.5 pt loss"], rows)
+        m = p.get("machine")
+        if m and m["load_average_max"] > m["cores"]:
+            lines += ["", f"Seconds taken on a shared machine (load average up to {m['load_average_max']:.0f} "
+                          f"on {m['cores']} cores): several times what an idle machine takes."]
     else:
         lines.append("not run")
     d = _load("distill")

@@ -19,12 +19,21 @@ class ModelError(OhqError):
 
 
 class UnsupportedOpError(ModelError):
-    """The model uses operators ohq-pynq does not execute; ``nodes`` lists (node name, op type)."""
+    """The model uses operators ohq-pynq does not execute; ``nodes`` lists (node name, op type).
+
+    The message is one line, grouped by op type in order of first appearance, with a count and
+    at most three node names each: ``unsupported operators: LRN ×2 (n2, n6), Einsum ×1 (n9)``."""
 
     def __init__(self, nodes: list[tuple[str, str]]):
         self.nodes = list(nodes)
-        listed = ", ".join(f"{name!r} ({op})" for name, op in self.nodes)
-        super().__init__(f"unsupported operator(s) in the model: {listed}")
+        by_op: dict[str, list[str]] = {}
+        for name, op in self.nodes:
+            by_op.setdefault(op, []).append(name)
+        groups = []
+        for op, names in by_op.items():
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            groups.append(f"{op} ×{len(names)} ({shown})")
+        super().__init__("unsupported operators: " + ", ".join(groups))
 
 
 class DataError(OhqError):

@@ -221,15 +221,19 @@ def test_override_propagates_through_folded_dequantize():
     np.testing.assert_allclose(doubled, 2 * base, rtol=1e-6)
 
 
-def test_unsupported_ops_are_all_listed():
+def test_unsupported_ops_are_grouped_on_one_line():
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
-             helper.make_node("Erf", ["a"], ["b"], name="e1"),
-             helper.make_node("LRN", ["b"], ["y"], name="lrn", size=3)]
+             helper.make_node("Einsum", ["a"], ["b"], name="e1", equation="nchw->nchw"),
+             helper.make_node("Celu", ["b"], ["c"], name="n2"),
+             helper.make_node("Celu", ["c"], ["d"], name="n6"),
+             helper.make_node("Celu", ["d"], ["e"], name="n7"),
+             helper.make_node("Celu", ["e"], ["y"], name="n8")]
     model = make_model(nodes, (1, 3, 4, 4))
     with pytest.raises(UnsupportedOpError) as err:
         Engine(model)
-    assert err.value.nodes == [("e1", "Erf"), ("lrn", "LRN")]
-    assert "'e1' (Erf)" in str(err.value) and "'lrn' (LRN)" in str(err.value)
+    assert err.value.nodes == [("e1", "Einsum"), ("n2", "Celu"), ("n6", "Celu"), ("n7", "Celu"),
+                               ("n8", "Celu")]
+    assert str(err.value) == "unsupported operators: Einsum ×1 (e1), Celu ×4 (n2, n6, n7, ...)"
 
 
 def test_backward_through_network_matches_finite_differences_float32_run():

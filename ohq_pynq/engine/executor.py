@@ -249,6 +249,8 @@ class Engine:
         out = {}
         for k, v in feeds.items():
             v = np.asarray(v)
+            if v.dtype.kind not in "biuf":      # e.g. ml_dtypes float8 / bfloat16 arrays
+                v = v.astype(np.float32)
             if v.dtype.kind == "f" or self.elem_types.get(k) in FLOAT_TYPES:
                 v = v.astype(self.dtype, copy=False)
             out[k] = v
@@ -300,6 +302,10 @@ class Engine:
             ins.donated = _donations(nd, live, refs, wanted_set, feeds, pinned)
             grad_node = record and nd.spec.differentiable and any(i in requires for i in nd.inputs)
             outs, saved, scratch = _run_node(nd, ins, grad_node)
+            if len(outs) < len(nd.outputs) and any(nd.outputs[len(outs):]):
+                missing = next(o for o in nd.outputs[len(outs):] if o)
+                raise ModelError(f"node {nd.name!r} ({nd.op}) does not compute its optional output "
+                                 f"{missing!r}; ohq-pynq runs it in inference form only")
             # donated inputs the op returned as an output (overwritten in place)
             reused = {id(ins[k]) for k in ins.donated} & {id(v) for v in outs}
             for o, v in zip(nd.outputs, outs):
@@ -356,7 +362,7 @@ class Engine:
                 continue
             nd, saved = entry
             douts = [acc.pop(o, None) if o else None for o in nd.outputs]
-            if douts[0] is None:          # only first outputs carry gradients in this op set
+            if douts[0] is None and not (nd.spec.multi_output_grad and any(d is not None for d in douts)):
                 continue
             need = [bool(i) and i in tape.requires for i in nd.inputs]
             dins = nd.spec.backward(nd, saved, douts, need)
@@ -375,41 +381,73 @@ class Engine:
         return np.ascontiguousarray(g).reshape(tape.input_shape)
 
     # ---------------------------------------------------------------------------- batched run
-    def bytes_per_image(self, x_shape: tuple[int, ...], outputs: Iterable[str] | None = None,
-                        record: bool = False) -> int:
-        """Peak working-set bytes of one image through the graph (measured once per shape)."""
-        key = (tuple(x_shape[1:]), tuple(outputs or ()), record)
+    def bytes_per_image(self, x, outputs: Iterable[str] | None = None, record: bool = False) -> int:
+        """Peak working-set bytes of one image through the graph (measured once per shape).
+
+        ``x``: the input's shape (single-input graphs) or the feeds of a batch, whose batched
+        inputs are cut to one image for the probe."""
+        if isinstance(x, Mapping):
+            feeds = self._feeds(x)
+            batched = self._batched_inputs(feeds)[0]
+            probe = {k: (v[:1] if k in batched else v) for k, v in feeds.items()}
+        else:
+            probe = {self.input_name: np.zeros((1,) + tuple(x[1:]), dtype=self.dtype)}
+        key = (tuple((k, v.shape[1:] if v.ndim else ()) for k, v in sorted(probe.items())),
+               tuple(outputs or ()), record)
         if key not in self._per_image:
-            probe = np.zeros((1,) + tuple(x_shape[1:]), dtype=self.dtype)
             self.forward(probe, outputs, record=record)
             self._per_image[key] = max(int(self.last_peak_bytes), 1)
         return self._per_image[key]
 
-    def auto_batch(self, x_shape, outputs=None, record=False, memory_bytes=None) -> int:
+    def auto_batch(self, x, outputs=None, record=False, memory_bytes=None) -> int:
         """Largest micro-batch whose estimated working set fits ``memory_bytes`` (at least 1)."""
         budget = self.memory_bytes if memory_bytes is None else int(memory_bytes)
-        return max(1, budget // self.bytes_per_image(x_shape, outputs, record))
+        return max(1, budget // self.bytes_per_image(x, outputs, record))
+
+    def _batched_inputs(self, feeds) -> tuple[set[str], int, int | None]:
+        """(inputs cut into micro-batches, images in the batch, required micro-batch or None).
+
+        An input is batched when the graph declares its first dimension symbolic, or fixed to
+        B while the feed holds a multiple of B images (run in chunks of B). All batched inputs
+        must hold the same number of images."""
+        batched, sizes, fixed = set(), set(), None
+        for k, v in feeds.items():
+            declared = self.input_shapes.get(k)
+            if not declared or not v.ndim:
+                continue
+            d0 = declared[0]
+            if d0 is None or (d0 > 0 and v.shape[0] != d0 and v.shape[0] % d0 == 0):
+                batched.add(k)
+                sizes.add(v.shape[0])
+                if d0 is not None:
+                    fixed = d0 if fixed is None else min(fixed, d0)
+        if len(sizes) > 1:
+            raise DataError(f"the model inputs hold different numbers of images: "
+                            f"{', '.join(f'{k}: {feeds[k].shape[0]}' for k in sorted(batched))}")
+        return batched, (sizes.pop() if sizes else 1), fixed
 
     def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
             overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Evaluate in micro-batches of ``batch_size`` images (default: fit ``memory_bytes``);
-        returns name -> array concatenated along the batch axis."""
+        returns name -> array concatenated along the batch axis. A graph whose batch is fixed to
+        B runs a multiple of B images in chunks of B."""
         feeds = self._feeds(x)
         outputs = list(outputs) if outputs is not None else list(self.output_names)
-        n = feeds[self.input_name].shape[0] if feeds[self.input_name].ndim else 1
-        if batch_size is None:
+        batched, n, fixed = self._batched_inputs(feeds)
+        if fixed is not None:
+            batch_size = fixed
+        elif batch_size is None:
             try:
-                batch_size = self.auto_batch(feeds[self.input_name].shape, outputs) if n > 1 else 1
+                batch_size = self.auto_batch(feeds, outputs) if n > 1 and batched else n
             except (ValueError, IndexError, ModelError):   # graph hard-codes its batch size: run it whole
                 batch_size = n
         batch_size = max(1, int(batch_size))
         env = self._consts_with(overrides)
-        if n <= batch_size:
+        if n <= batch_size or not batched:
             return self._forward(feeds, outputs, env, False)[0]
         parts: dict[str, list] = {o: [] for o in outputs}
         for s in range(0, n, batch_size):
-            chunk = {k: (v[s:s + batch_size] if v.ndim and v.shape[0] == n else v)
-                     for k, v in feeds.items()}
+            chunk = {k: (v[s:s + batch_size] if k in batched else v) for k, v in feeds.items()}
             vals, _ = self._forward(chunk, outputs, env, False)
             for o in outputs:
                 parts[o].append(vals[o])

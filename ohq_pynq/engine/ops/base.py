@@ -32,9 +32,12 @@ class Op:
     ``ins``/``outs``: arrays in the node's input/output order (None for an omitted optional
     input); ``saved``: what ``backward`` needs (None unless ``record``); ``scratch``: bytes of
     temporary memory beyond the outputs (for the micro-batch estimate); ``need[i]``: input i
-    wants a gradient."""
+    wants a gradient. ``douts`` holds None for outputs no gradient reached; ops whose later
+    outputs carry gradients (Split) set ``multi_output_grad``, the others are skipped when their
+    first output has none."""
 
     differentiable = True
+    multi_output_grad = False
 
     def forward(self, node, ins, record):  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,5 +1,7 @@
-"""Activations (ReLU family, sigmoids, HardSwish, Tanh, Clip), binary arithmetic with
-broadcasting, Softmax / LogSoftmax: forward and input gradient."""
+"""Activations (ReLU family, sigmoids, HardSwish, Tanh, Clip, PRelu, Elu/Selu, Softplus, Mish,
+Gelu), math functions (Exp, Log, Sqrt, Pow, Erf, Abs, Neg, Reciprocal), binary and variadic
+arithmetic with broadcasting (Add/Sub/Mul/Div, Sum/Mean/Max/Min), Softmax / LogSoftmax: forward
+and input gradient."""
 from __future__ import annotations
 
 import numpy as np
@@ -223,6 +225,184 @@ class Softmax(Op):
         return [dx.reshape(shape)]
 
 
+
+_TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
+
+
+def erf(x) -> np.ndarray:
+    """The error function in float64, accurate to ~1e-15 (numpy has none and scipy is not on
+    every board): a positive-term power series for |x| < 2.5, the erfc continued fraction beyond."""
+    x = np.asarray(x, dtype=np.float64)
+    a = np.abs(x)
+    out = np.empty_like(a)
+    small = a < 2.5
+    if small.any():
+        s = a[small]
+        s2 = s * s
+        term, total = s.copy(), s.copy()
+        for n in range(1, 120):         # erf(s) = 2/sqrt(pi) e^-s^2 sum 2^n s^(2n+1) / (2n+1)!!
+            term *= 2 * s2 / (2 * n + 1)
+            total += term
+            if n > 8 and np.all(term <= 1e-17 * total):
+                break
+        out[small] = _TWO_OVER_SQRT_PI * np.exp(-s2) * total
+    if not small.all():
+        b = a[~small]
+        f = b.copy()                    # erfc(b) = e^-b^2 / sqrt(pi) / (b + (1/2)/(b + 1/(b + ...)))
+        for k in range(60, 0, -1):
+            f = b + (k / 2) / f
+        out[~small] = 1.0 - np.exp(-b * b) / (np.sqrt(np.pi) * f)
+    return np.copysign(out, x)
+
+
+def _softplus(x, node=None, inplace=False):
+    return np.logaddexp(x.dtype.type(0), x)
+
+
+def _mish(x, node, inplace=False):
+    return x * np.tanh(_softplus(x))
+
+
+def _mish_d(x, y, node):
+    t = np.tanh(_softplus(x))
+    return t + x * (1 - t * t) * _sigmoid(x, None)
+
+
+_GELU_C = np.sqrt(2 / np.pi)
+
+
+def _gelu_tanh(node) -> bool:
+    v = node.attrs.get("approximate", b"none")
+    return (v.decode() if isinstance(v, bytes) else v) == "tanh"
+
+
+def _gelu(x, node, inplace=False):
+    if _gelu_tanh(node):
+        t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+        return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
+    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
+
+
+def _gelu_d(x, y, node):
+    if _gelu_tanh(node):
+        t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
+    return 0.5 * (1 + erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+
+
+def _elu(x, node, inplace=False):
+    a = x.dtype.type(node.attrs.get("alpha", 1.0))
+    return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_d(x, y, node):
+    a = node.attrs.get("alpha", 1.0)
+    return np.where(x > 0, 1, a * np.exp(np.minimum(x, 0))).astype(x.dtype)
+
+
+_SELU_ALPHA, _SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
+
+
+def _selu(x, node, inplace=False):
+    a = node.attrs.get("alpha", _SELU_ALPHA)
+    g = node.attrs.get("gamma", _SELU_GAMMA)
+    return (g * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))).astype(x.dtype)
+
+
+def _selu_d(x, y, node):
+    a = node.attrs.get("alpha", _SELU_ALPHA)
+    g = node.attrs.get("gamma", _SELU_GAMMA)
+    return (g * np.where(x > 0, 1, a * np.exp(np.minimum(x, 0)))).astype(x.dtype)
+
+
+class Pow(Op):
+    """x ** p with broadcasting; the result has the type of x (as ONNX says)."""
+
+    def forward(self, node, ins, record):
+        a, b = np.asarray(ins[0]), np.asarray(ins[1])
+        if a.dtype.kind == "f":
+            y = np.power(a, b.astype(a.dtype))
+        else:
+            y = np.power(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)
+        return [y], ((a, b, y) if record else None), 0
+
+    def backward(self, node, saved, douts, need):
+        a, b, y = saved
+        g = douts[0]
+        da = db = None
+        if need[0]:
+            bb = b.astype(g.dtype)
+            da = unbroadcast(g * bb * np.power(a, bb - 1), a.shape)
+        if need[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                db = unbroadcast(np.where(a > 0, g * y * np.log(np.where(a > 0, a, 1)), 0), b.shape)
+        return [da, db]
+
+
+class PRelu(Op):
+    """y = x if x >= 0 else slope * x; slope broadcasts to x (per channel in CNNs)."""
+
+    def forward(self, node, ins, record):
+        x, slope = ins[0], np.asarray(ins[1]).astype(ins[0].dtype, copy=False)
+        if slope.ndim == 1 and x.ndim > 2 and slope.size == x.shape[1] and slope.size != x.shape[-1]:
+            slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))    # opset < 7 style per-channel
+        y = np.where(x < 0, x * slope, x)
+        return [y], ((x, slope, np.shape(ins[1])) if record else None), 0
+
+    def backward(self, node, saved, douts, need):
+        x, slope, sshape = saved
+        g = douts[0]
+        neg = x < 0
+        dx = g * np.where(neg, slope, 1) if need[0] else None
+        ds = None
+        if need[1]:
+            ds = unbroadcast(np.where(neg, g * x, 0), slope.shape).reshape(sshape)
+        return [dx, ds]
+
+
+class Variadic(Op):
+    """Sum / Mean / Max / Min of any number of inputs, with multidirectional broadcasting.
+    Max/Min send the gradient to the first input holding the extreme value."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def forward(self, node, ins, record):
+        ins = [np.asarray(v) for v in ins]
+        y = ins[0]
+        for v in ins[1:]:
+            if self.kind in ("Sum", "Mean"):
+                y = y + v
+            elif self.kind == "Max":
+                y = np.maximum(y, v)
+            else:
+                y = np.minimum(y, v)
+        if self.kind == "Mean":
+            y = y / y.dtype.type(len(ins)) if y.dtype.kind == "f" else y // len(ins)
+        y = np.asarray(y, dtype=np.result_type(*ins))
+        if len(ins) == 1:
+            y = y.copy()
+        saved = None
+        if record:
+            saved = ([v.shape for v in ins], ins if self.kind in ("Max", "Min") else None, y)
+        return [y], saved, 0
+
+    def backward(self, node, saved, douts, need):
+        shapes, ins, y = saved
+        g = douts[0]
+        if self.kind == "Sum":
+            return [unbroadcast(g, s) if nd else None for s, nd in zip(shapes, need)]
+        if self.kind == "Mean":
+            return [unbroadcast(g / len(shapes), s) if nd else None for s, nd in zip(shapes, need)]
+        free = np.ones(y.shape, dtype=bool)
+        res = []
+        for v, s, nd in zip(ins, shapes, need):
+            hit = free & (np.broadcast_to(v, y.shape) == y)
+            free &= ~hit
+            res.append(unbroadcast(np.where(hit, g, 0), s) if nd else None)
+        return res
+
+
 OPS: dict[str, Op] = {
     "Relu": Unary(_relu, lambda x, y, n: y > 0, save="mask", mask_from_y=True),
     "LeakyRelu": Unary(
@@ -240,4 +420,24 @@ OPS: dict[str, Op] = {
     "Div": Binary("Div"),
     "Softmax": Softmax(),
     "LogSoftmax": Softmax(log=True),
+    "PRelu": PRelu(),
+    "Elu": Unary(_elu, _elu_d, save="mask"),
+    "Selu": Unary(_selu, _selu_d, save="mask"),
+    "Softplus": Unary(_softplus, lambda x, y, n: _sigmoid(x, None), save="mask"),
+    "Mish": Unary(_mish, _mish_d, save="mask"),
+    "Gelu": Unary(_gelu, _gelu_d, save="mask"),
+    "Exp": Unary(lambda x, n, inplace: np.exp(x), lambda x, y, n: y, save="y"),
+    "Log": Unary(lambda x, n, inplace: np.log(x), lambda x, y, n: 1 / x, save="x"),
+    "Sqrt": Unary(lambda x, n, inplace: np.sqrt(x), lambda x, y, n: 0.5 / y, save="y"),
+    "Erf": Unary(lambda x, n, inplace: erf(x).astype(x.dtype),
+                 lambda x, y, n: (_TWO_OVER_SQRT_PI * np.exp(-x * x)).astype(x.dtype), save="mask"),
+    "Abs": Unary(lambda x, n, inplace: np.abs(x), lambda x, y, n: np.sign(x).astype(x.dtype), save="mask"),
+    "Neg": Unary(lambda x, n, inplace: np.negative(x), lambda x, y, n: np.full(x.shape, -1, x.dtype),
+                 save="mask"),
+    "Reciprocal": Unary(lambda x, n, inplace: np.reciprocal(x), lambda x, y, n: -y * y, save="y"),
+    "Pow": Pow(),
+    "Sum": Variadic("Sum"),
+    "Mean": Variadic("Mean"),
+    "Max": Variadic("Max"),
+    "Min": Variadic("Min"),
 }

@@ -45,7 +45,17 @@ class Conv(Op):
 
 class BatchNormalization(Op):
     """Inference form: y = (x - mean) / sqrt(var + eps) * scale + bias (running statistics), as
-    y = x * a + b with a, b computed in float64 once per parameter set (cached on the node)."""
+    y = x * a + b with a, b computed in float64 once per parameter set (cached on the node).
+
+    Training form (opset >= 14 ``training_mode=1``, or older opsets asking for the statistics
+    outputs): batch statistics, and the updated running mean / variance as outputs 2 and 3
+    (opset < 14 also the batch mean / variance as outputs 4 and 5). In inference form the
+    optional outputs, if named, are the running statistics unchanged."""
+
+    def training(self, node) -> bool:
+        if node.opset >= 14:
+            return bool(int(node.attrs.get("training_mode", 0)))
+        return len(node.outputs) > 1 and any(node.outputs[1:])
 
     def affine(self, node, ins, dt):
         params = ins[1:5]
@@ -62,6 +72,9 @@ class BatchNormalization(Op):
 
     def forward(self, node, ins, record):
         x = ins[0]
+        if self.training(node):
+            eps = float(node.attrs.get("epsilon", 1e-5))
+            return self.forward_training(node, x, *ins[1:5], eps, record)
         a, b = self.affine(node, ins, x.dtype)
         shape = (1, -1) + (1,) * (x.ndim - 2)
         a, b = a.reshape(shape), b.reshape(shape)
@@ -71,10 +84,39 @@ class BatchNormalization(Op):
         else:
             y = x * a
         y += b
-        return [y], (a if record else None), 0
+        mean, var = ins[3], ins[4]
+        outs = [y] + [mean, var, mean, var][:max(len(node.outputs) - 1, 0)]
+        return outs, (("inference", a) if record else None), 0
+
+    def forward_training(self, node, x, scale, bias, mean, var, eps, record):
+        momentum = float(node.attrs.get("momentum", 0.9))
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mu = x.mean(axis=axes)
+        sigma2 = x.var(axis=axes)
+        inv = 1 / np.sqrt(sigma2 + eps)
+        xhat = (x - mu.reshape(shape)) * inv.reshape(shape).astype(x.dtype)
+        y = xhat * scale.reshape(shape).astype(x.dtype) + bias.reshape(shape).astype(x.dtype)
+        run_mean = (mean * momentum + mu * (1 - momentum)).astype(mean.dtype)
+        run_var = (var * momentum + sigma2 * (1 - momentum)).astype(var.dtype)
+        outs = [y, run_mean, run_var, mu.astype(mean.dtype), sigma2.astype(var.dtype)]
+        saved = ("training", (xhat, (scale * inv).reshape(shape).astype(x.dtype), axes)) if record else None
+        return outs[:max(len(node.outputs), 1)], saved, 0
 
     def backward(self, node, saved, douts, need):
-        return [douts[0] * saved if need[0] else None] + [None] * 4
+        res = [None] * 5
+        if not need[0]:
+            return res
+        kind, ctx = saved
+        g = douts[0]
+        if kind == "inference":
+            res[0] = g * ctx
+            return res
+        xhat, a, axes = ctx          # batch statistics depend on x too
+        m = g.size // g.shape[1]
+        res[0] = a * (g - g.mean(axis=axes, keepdims=True)
+                      - xhat * (g * xhat).sum(axis=axes, keepdims=True) / m)
+        return res
 
 
 class Gemm(Op):

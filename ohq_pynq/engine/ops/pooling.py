@@ -1,5 +1,5 @@
-"""Max / average pooling (pads, dilation, ceil mode), global average pooling and ReduceMean:
-forward and input gradient."""
+"""Max / average pooling (pads, dilation, ceil mode, MaxPool indices), global average / max
+pooling, ReduceMean and local response normalisation (LRN): forward and input gradient."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,13 +57,15 @@ class MaxPool(Op):
 
     def forward(self, node, ins, record):
         x = ins[0]
-        if len(node.outputs) > 1 and node.outputs[1]:
-            raise UnsupportedOpError([(node.name, "MaxPool with Indices output")])
+        if x.ndim != 4:
+            raise UnsupportedOpError([(node.name, f"MaxPool on {x.ndim - 2}-D data")])
+        indices = len(node.outputs) > 1 and bool(node.outputs[1])
         k = pair(node.attrs["kernel_shape"], 1)
         s, d, _, full, out = _pool_geometry(node, x, k)
         n, c, h, w = x.shape
         grid = tap_grid((h, w), tuple(full), tuple(k), tuple(s), tuple(d), tuple(out))
-        if len(grid.taps) > 255 and record:
+        keep_idx = record or indices                   # the Indices output needs the argmax tap too
+        if len(grid.taps) > 255 and keep_idx:
             raise UnsupportedOpError([(node.name, "MaxPool gradient with more than 255 taps")])
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         per_image = (len(grid.phases) * grid.length + 2 * grid.L) * c * x.itemsize
@@ -72,7 +74,7 @@ class MaxPool(Op):
         acc_buf = np.empty((nb, c, grid.L), dtype=x.dtype)
         y = np.empty((n, c) + out, dtype=x.dtype)
         idx = None
-        if record:      # masked numpy ops (where=) are slow: plain bool / uint8 arithmetic instead
+        if keep_idx:    # masked numpy ops (where=) are slow: plain bool / uint8 arithmetic instead
             idx = np.empty((n, c, grid.L), dtype=np.uint8)
             hit = np.empty((nb, c, grid.L), dtype=bool)
             step = np.empty((nb, c, grid.L), dtype=np.uint8)
@@ -86,7 +88,7 @@ class MaxPool(Op):
                     acc[...] = src
                 else:
                     np.maximum(acc, src, out=acc)
-            if record:
+            if keep_idx:
                 # the first tap holding the maximum: taps in reverse, idx <- t where src == max
                 # (idx + (t - idx) * hit, in wrapping uint8 arithmetic)
                 ib, hb, sb = idx[n0:n0 + b], hit[:b], step[:b]
@@ -100,9 +102,26 @@ class MaxPool(Op):
                     np.multiply(sb, hb, out=sb)
                     ib += sb
             y[n0:n0 + b] = grid.grid_view(acc)
-        scratch = bufs.nbytes + acc_buf.nbytes + (hit.nbytes + step.nbytes if record else 0)
+        scratch = bufs.nbytes + acc_buf.nbytes + (hit.nbytes + step.nbytes if keep_idx else 0)
         saved = (idx, grid, x.shape, x.dtype) if record else None
+        if indices:
+            return [y, self.flat_indices(node, grid, idx, x.shape, s, d, full, out)], saved, scratch
         return [y], saved, scratch
+
+    @staticmethod
+    def flat_indices(node, grid, idx, xshape, s, d, full, out):
+        """ONNX MaxPool ``Indices``: the flat position of each maximum in the unpadded input,
+        row-major (storage_order 0) or column-major within each image plane (1)."""
+        n, c, h, w = xshape
+        t = grid.grid_view(idx).astype(np.int64)              # (n, c, out_h, out_w) argmax tap
+        ij = np.array([tp[:2] for tp in grid.taps], dtype=np.int64)
+        ti, tj = ij[t, 0], ij[t, 1]
+        rows = np.arange(out[0]).reshape(-1, 1) * s[0] - full[0] + ti * d[0]
+        cols = np.arange(out[1]).reshape(1, -1) * s[1] - full[1] + tj * d[1]
+        plane = (np.arange(n).reshape(-1, 1, 1, 1) * c + np.arange(c).reshape(1, -1, 1, 1)) * h * w
+        if int(node.attrs.get("storage_order", 0)):
+            return plane + cols * h + rows
+        return plane + rows * w + cols
 
     def backward(self, node, saved, douts, need):
         if not need[0]:
@@ -208,5 +227,64 @@ class ReduceMean(Op):
         return res
 
 
+class GlobalMaxPool(Op):
+    def forward(self, node, ins, record):
+        x = ins[0]
+        axes = tuple(range(2, x.ndim))
+        return [x.max(axis=axes, keepdims=True)], (x if record else None), 0
+
+    def backward(self, node, saved, douts, need):
+        if not need[0]:
+            return [None]
+        x = saved
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        arg = flat.argmax(axis=2)                       # first maximum of each plane
+        dx = np.zeros(flat.shape, dtype=douts[0].dtype)
+        np.put_along_axis(dx, arg[..., None], douts[0].reshape(arg.shape + (1,)), axis=2)
+        return [dx.reshape(x.shape)]
+
+
+class LRN(Op):
+    """y = x / (bias + alpha / size * sum of x^2 over ``size`` neighbouring channels) ** beta."""
+
+    @staticmethod
+    def window_sum(v, size, lo, hi):
+        """Sum over channels c-lo .. c+hi (zero outside) of an (N, C, ...) array."""
+        c = v.shape[1]
+        pad = [(0, 0)] * v.ndim
+        pad[1] = (lo, hi)
+        vp = np.pad(v, pad)
+        total = vp[:, 0:c].copy()
+        for k in range(1, size):
+            total += vp[:, k:k + c]
+        return total
+
+    def forward(self, node, ins, record):
+        x = ins[0]
+        a = node.attrs
+        size = int(a["size"])
+        alpha, beta, bias = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("bias", 1.0))
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        d = self.window_sum(x * x, size, lo, hi)
+        d *= x.dtype.type(alpha / size)
+        d += x.dtype.type(bias)
+        y = x * d ** x.dtype.type(-beta)
+        return [y], ((x, d) if record else None), 0
+
+    def backward(self, node, saved, douts, need):
+        if not need[0]:
+            return [None]
+        x, d = saved
+        a = node.attrs
+        size = int(a["size"])
+        alpha, beta = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75))
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        g = douts[0]
+        u = g * x * d ** (-beta - 1)
+        t = self.window_sum(u, size, hi, lo)            # transposed window
+        return [g * d ** -beta - (2 * alpha * beta / size) * x * t]
+
+
 # Each class is named after the ONNX op it implements.
-OPS: dict[str, Op] = {cls.__name__: cls() for cls in (MaxPool, AveragePool, GlobalAveragePool, ReduceMean)}
+OPS: dict[str, Op] = {cls.__name__: cls() for cls in (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
+                                                   ReduceMean, LRN)}

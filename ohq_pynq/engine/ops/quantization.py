@@ -53,7 +53,8 @@ class QuantizeLinear(Op):
 
 
 class DequantizeLinear(Op):
-    """DequantizeLinear (opset 10-21): (x - zero_point) * scale, in float32."""
+    """DequantizeLinear (opset 10-21): (x - zero_point) * scale, in float32; integer inputs
+    (int4-int32) and float8 inputs (exact float values after loading)."""
 
     def forward(self, node, ins, record):
         x, scale = ins[0], ins[1]
@@ -76,7 +77,13 @@ def dequantize(x, scale, zero_point=None, axis: int = 1) -> np.ndarray:
     """``(x - zero_point) * scale`` in float32, per tensor or along ``axis`` (per-axis scale)."""
     scale = np.asarray(scale)
     shape = _axis_shape(np.ndim(x), axis, scale)
-    xi = np.asarray(x).astype(np.int32)
+    x = np.asarray(x)
+    if x.dtype.kind == "f":     # float8 input (decoded to exact float32 values on load)
+        xf = x.astype(np.float32)
+        if zero_point is not None:
+            xf = xf - np.asarray(zero_point).astype(np.float32).reshape(shape)
+        return xf * scale.astype(np.float32).reshape(shape)
+    xi = x.astype(np.int32)
     if zero_point is not None:
         xi = xi - np.asarray(zero_point).astype(np.int32).reshape(shape)
     return xi.astype(np.float32) * scale.astype(np.float32).reshape(shape)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .engine.ops.quantization import dequantize
 from .errors import ConfigError, ModelError
-from .onnx_loader import load_model, node_attributes, real_inputs, tensor_to_array
+from .onnx_loader import load_model_and_batch, node_attributes, real_inputs, tensor_to_array
 
 
 @dataclass
@@ -177,9 +177,11 @@ def _layer_row(layer: Layer) -> dict:
 # ----------------------------------------------------------------------------------------------
 def load_network(model, input_shape=None) -> Network:
     """Load ``model`` (path or ``ModelProto``) and describe its quantizable layers."""
-    proto = load_model(model, input_shape)
+    proto, batch = load_model_and_batch(model, input_shape)
     source = str(model) if not hasattr(model, "graph") else (model.graph.name or "<ModelProto>")
-    return _build_network(proto, source)
+    net = _build_network(proto, source)
+    net.input_batch = batch
+    return net
 
 
 def _shape_map(proto) -> dict[str, list]:

@@ -31,6 +31,15 @@ def load_model(model, input_shape=None):
     dynamic input: the per-image dims (e.g. ``(3, 224, 224)``) or the full shape with batch;
     a string ``"3,224,224"`` is accepted too. Raises :class:`ModelError` with one sentence.
     """
+    return load_model_and_batch(model, input_shape)[0]
+
+
+def load_model_and_batch(model, input_shape=None) -> tuple[onnx.ModelProto, int | None]:
+    """:func:`load_model`, and the batch size the file fixed (None when it was symbolic): the
+    model is normalised by :func:`ohq_pynq.normalize.normalize` (opset 21, batch made symbolic,
+    constants folded, no-ops dropped) before shape inference."""
+    from .normalize import infer_shapes, normalize   # here: normalize imports the engine
+
     proto, source = _read_proto(model)
     _check_size(proto, source)
     _check_initializers(proto, source)
@@ -41,13 +50,13 @@ def load_model(model, input_shape=None):
         raise ModelError(f"{source} fails the ONNX checker: {first}") from None
     _check_ops(proto)
     _fix_input_shape(proto, source, input_shape)
+    proto, batch = normalize(proto, source)
     try:
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
-                                                  data_prop=True)
+        infer_shapes(proto, strict=True)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{source}: shape inference failed: {first}") from None
-    return proto
+    return proto, batch
 
 
 def model_proto(model: Any) -> onnx.ModelProto:

@@ -72,10 +72,13 @@ def drop_unused_initializers(model) -> None:
     """Remove initializers (and their graph-input entries) that no node or output uses."""
     used = {i for n in model.graph.node for i in n.input}
     used |= {o.name for o in model.graph.output}
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
-    inputs = [i for i in model.graph.input
-              if i.name in used or i.name not in {t.name for t in keep}]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
+    inits = model.graph.initializer
+    dropped = set()
+    for k in range(len(inits) - 1, -1, -1):      # in place: large weights are never copied
+        if inits[k].name not in used:
+            dropped.add(inits[k].name)
+            del inits[k]
+    inputs = model.graph.input
+    for k in range(len(inputs) - 1, -1, -1):
+        if inputs[k].name in dropped:
+            del inputs[k]

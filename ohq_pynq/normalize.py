@@ -202,11 +202,17 @@ def _rewrite_batch_pass(model, batch: int) -> bool:
             allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
             new = shape.copy()
             if not allowzero:
-                new[0] = 0
+                new[0] = 0                      # "copy dim 0 of the input"
             elif -1 not in shape[1:]:
                 new[0] = -1
-            else:
-                continue
+            else:                               # [B, -1] with allowzero: spell the -1 out
+                per_image = x_dims[1:]
+                known = int(np.prod([v for v in shape[1:] if v != -1]))
+                if not all(isinstance(d, int) for d in per_image) or known <= 0 \
+                        or int(np.prod(per_image)) % known:
+                    continue
+                new[1:][shape[1:] == -1] = int(np.prod(per_image)) // known
+                new[0] = -1
             name = f"{node.input[1]}.batch_free"
             if name not in inits:
                 t = numpy_helper.from_array(new, name)

@@ -225,6 +225,143 @@ def se_block_case(rng):
     return make_model(nodes, (2, c, 5, 5), inits)
 
 
+def positive_case(op, **attrs):
+    """op(x * x + 0.5): a smooth, positive operand (Log, Sqrt, Reciprocal, Pow)."""
+    def build(rng):
+        nodes = [helper.make_node("Mul", ["x", "x"], ["t"]), helper.make_node("Add", ["t", "h"], ["u"])]
+        inits = [init("h", np.float32(0.5))]
+        if op == "Pow":
+            nodes.append(helper.make_node("Pow", ["u", "p"], ["y"]))
+            inits.append(init("p", np.float32(1.7)))
+        else:
+            nodes.append(helper.make_node(op, ["u"], ["y"], **attrs))
+        return make_model(nodes, (2, 3, 4, 5), inits)
+    return build
+
+
+def pad_case(mode, pads, value=None):
+    def build(rng):
+        inits = [init("p", np.array(pads, np.int64))]
+        ins = ["x", "p"]
+        if value is not None:
+            inits.append(init("v", np.float32(value)))
+            ins.append("v")
+        return make_model([helper.make_node("Pad", ins, ["y"], mode=mode)], (2, 3, 5, 6), inits)
+    return build
+
+
+def split_case(rng, use_first=True):
+    """Split into two parts along channels; both (or only the second) reach the output."""
+    nodes = [helper.make_node("Split", ["x", "s"], ["a", "b"], axis=1),
+             helper.make_node("Mul", ["b", "k"], ["b2"])]
+    if use_first:
+        nodes.append(helper.make_node("Concat", ["b2", "a"], ["y"], axis=1))
+    else:
+        nodes.append(helper.make_node("Relu", ["b2"], ["y"]))
+    return make_model(nodes, (2, 3, 4, 5), [init("s", np.array([1, 2], np.int64)),
+                                            init("k", np.float32(2.0))])
+
+
+def variadic_case(op):
+    def build(rng):
+        nodes = [helper.make_node("Mul", ["x", "k"], ["t"]),
+                 helper.make_node(op, ["x", "t", "b"], ["y"])]
+        return make_model(nodes, (2, 3, 4, 5), [init("k", np.float32(-0.5)),
+                                                 init("b", rnd(rng, 1, 3, 1, 5))])
+    return build
+
+
+def prelu_case(rng):
+    return make_model([helper.make_node("PRelu", ["x", "slope"], ["y"])], (2, 3, 4, 5),
+                      [init("slope", rnd(rng, 3, 1, 1, scale=0.3))])
+
+
+def resize_case(mode, scales=None, sizes=None, opset=21, **attrs):
+    def build(rng):
+        inits, ins = [], ["x", ""]
+        if scales is not None:
+            inits.append(init("sc", np.array(scales, np.float32)))
+            ins.append("sc")
+        else:
+            inits.append(init("sz", np.array(sizes, np.int64)))
+            ins += ["", "sz"]
+        return make_model([helper.make_node("Resize", ins, ["y"], mode=mode, **attrs)], (2, 3, 5, 6),
+                          inits, opset=opset)
+    return build
+
+
+def upsample_case(rng):
+    inits = [init("sc", np.array([1, 1, 2, 3], np.float32))]
+    return make_model([helper.make_node("Upsample", ["x", "sc"], ["y"], mode="nearest")],
+                      (2, 3, 4, 5), inits, opset=9)
+
+
+def gelu_erf_case(rng):
+    """GELU as exported before opset 20: 0.5 * x * (1 + erf(x / sqrt 2))."""
+    nodes = [helper.make_node("Div", ["x", "r2"], ["t"]), helper.make_node("Erf", ["t"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["f"]), helper.make_node("Mul", ["x", "f"], ["g"]),
+             helper.make_node("Mul", ["g", "half"], ["y"])]
+    return make_model(nodes, (2, 3, 4, 5), [init("r2", np.float32(np.sqrt(2))),
+                                             init("one", np.float32(1)), init("half", np.float32(0.5))])
+
+
+def silu_case(rng):
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])]
+    return make_model(nodes, (2, 3, 4, 5))
+
+
+def mish_composite_case(rng):
+    nodes = [helper.make_node("Softplus", ["x"], ["s"]), helper.make_node("Tanh", ["s"], ["t"]),
+             helper.make_node("Mul", ["x", "t"], ["y"])]
+    return make_model(nodes, (2, 3, 4, 5))
+
+
+NEW_OP_CASES = {
+    "exp": unary_case("Exp"),
+    "erf": unary_case("Erf"),
+    "log": positive_case("Log"),
+    "sqrt": positive_case("Sqrt"),
+    "reciprocal": positive_case("Reciprocal"),
+    "pow": positive_case("Pow"),
+    "neg": unary_case("Neg"),
+    "abs": unary_case("Abs"),
+    "elu": unary_case("Elu", alpha=0.7),
+    "selu": unary_case("Selu"),
+    "softplus": unary_case("Softplus"),
+    "mish": unary_case("Mish"),
+    "mish_composite": mish_composite_case,
+    "gelu": unary_case("Gelu"),
+    "gelu_tanh": unary_case("Gelu", approximate="tanh"),
+    "gelu_erf_composite": gelu_erf_case,
+    "silu": silu_case,
+    "tanh": unary_case("Tanh"),
+    "leakyrelu": unary_case("LeakyRelu", alpha=0.1),
+    "prelu": prelu_case,
+    "sum3": variadic_case("Sum"),
+    "mean3": variadic_case("Mean"),
+    "max3": variadic_case("Max"),
+    "min3": variadic_case("Min"),
+    "pad_constant": pad_case("constant", [0, 0, 1, 2, 0, 0, 2, 1], value=0.5),
+    "pad_crop": pad_case("constant", [0, 0, -1, 2, 0, 0, 1, -2]),
+    "pad_reflect": pad_case("reflect", [0, 0, 2, 1, 0, 0, 1, 3]),
+    "pad_edge": pad_case("edge", [0, 0, 2, 1, 0, 0, 1, 3]),
+    "split_concat": split_case,
+    "split_one_used": lambda r: split_case(r, use_first=False),
+    "global_maxpool": unary_case("GlobalMaxPool"),
+    "lrn3": unary_case("LRN", size=3, alpha=0.1, beta=0.75, bias=1.5),
+    "lrn5": unary_case("LRN", size=5),
+    "resize_nearest_half_pixel": resize_case("nearest", scales=[1, 1, 2, 1.5]),
+    "resize_nearest_asymmetric_floor": resize_case(
+        "nearest", scales=[1, 1, 2, 2], coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    "resize_linear_half_pixel": resize_case("linear", scales=[1, 1, 2, 1.5]),
+    "resize_linear_align_corners": resize_case("linear", sizes=[2, 3, 9, 4],
+                                               coordinate_transformation_mode="align_corners"),
+    "resize_linear_pytorch": resize_case("linear", sizes=[2, 3, 3, 11],
+                                         coordinate_transformation_mode="pytorch_half_pixel"),
+    "upsample_opset9": upsample_case,
+}
+
+
 CASES = {
     "conv3x3": conv_case,
     "conv1x1": lambda r: conv_case(r, k=1, pads=(0, 0, 0, 0), bias=False),
@@ -276,6 +413,7 @@ CASES = {
     "softmax": softmax_case,
     "slice": slice_case,
     "se_block": se_block_case,
+    **NEW_OP_CASES,
 }
 
 

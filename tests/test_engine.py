@@ -260,3 +260,13 @@ def test_backward_through_network_matches_finite_differences_float32_run():
     dx32 = eng32.backward(tape32, {"c1": g1.astype(np.float32), "c2": g2.astype(np.float32)})
     assert dx32.dtype == np.float32
     assert rel_err(dx32, dx) < 1e-4
+
+
+def test_erf_matches_math_erf_to_double_precision():
+    import math
+
+    from ohq_pynq.engine.ops.elementwise import erf
+
+    x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 2.4999999, 2.5, 2.5000001, -30, 30]])
+    ref = np.array([math.erf(v) for v in x])
+    assert np.max(np.abs(erf(x) - ref)) < 2e-15

@@ -125,11 +125,12 @@ def _free_input_batch(model) -> int | None:
     return batch
 
 
-def infer_shapes(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, strict: bool = False, store: bool = True) -> onnx.ModelProto:
     """Run ONNX shape inference without copying the weights: on a skeleton of the graph whose
     large float initializers are declared as typed inputs instead (shape inference only needs
     their shapes), then store the inferred value_info and output types into ``model``.
-    ``strict`` raises on any inference error (type checks and data propagation on)."""
+    ``strict`` raises on any inference error (type checks and data propagation on). With
+    ``store=False`` ``model`` is left alone; the weight-free inferred graph is returned."""
     skeleton = onnx.ModelProto()
     skeleton.ir_version = max(model.ir_version, 4)
     skeleton.opset_import.extend(model.opset_import)
@@ -148,6 +149,8 @@ def infer_shapes(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProt
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=strict, strict_mode=strict,
                                                  data_prop=True)
+    if not store:
+        return inferred
     del model.graph.value_info[:]
     model.graph.value_info.extend(inferred.graph.value_info)
     for out, inf in zip(model.graph.output, inferred.graph.output):
@@ -160,11 +163,12 @@ def _inferred_dims(model) -> dict[str, list]:
     (stale value_info is dropped first)."""
     del model.graph.value_info[:]
     try:
-        infer_shapes(model)
+        inferred = infer_shapes(model, store=False)
     except Exception:  # noqa: BLE001 - shapes are a hint here; strict inference runs later
-        pass
+        inferred = model
     out = {}
-    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
         t = vi.type.tensor_type
         if t.HasField("shape"):
             out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)

@@ -85,13 +85,21 @@ def test_non_constant_weight():
     with pytest.raises(ModelError, match="2 inputs"):
         load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     # weight computed at run time from the single input
-    nodes = [helper.make_node("Relu", ["wsrc"], ["w"]),
+    nodes = [helper.make_node("ReduceMean", ["x"], ["s"], keepdims=0),
+             helper.make_node("Mul", ["wsrc", "s"], ["w"]),
              helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3])]
     wsrc = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "wsrc")
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [wsrc])
     with pytest.raises(ModelError, match="not a constant"):
         load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    # a weight computed from constants only is folded at import: a constant weight
+    nodes = [helper.make_node("Relu", ["wsrc"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [wsrc])
+    net = load_network(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert net.layer_names == ["c"] and net.weight("c").shape == (4, 2, 3, 3)
 
 
 # --- real exports: the bundled reference models and the 224x224 layouts -------------------------

@@ -59,8 +59,9 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def convert_opset(model: onnx.ModelProto, source: str = "<model>") -> onnx.ModelProto:
-    """``model`` at :data:`TARGET_OPSET` (newer opsets are left as they are); a one-line
-    :class:`ModelError` when the opset is older than :data:`MIN_OPSET` or conversion fails."""
+    """``model`` at :data:`TARGET_OPSET` (newer opsets are left as they are), converted in place
+    without copying its weights; a one-line :class:`ModelError` when the opset is older than
+    :data:`MIN_OPSET` or the conversion fails."""
     opset = default_opset(model)
     if opset >= TARGET_OPSET:
         return model
@@ -69,13 +70,57 @@ def convert_opset(model: onnx.ModelProto, source: str = "<model>") -> onnx.Model
                          f"{TARGET_OPSET} (re-export the model with a newer exporter)")
     from onnx import version_converter
 
+    # Convert a weight-free skeleton (large weights declared as typed inputs: no adapter needs
+    # their values) and put its nodes back around the original weights, which are never copied.
+    skeleton, large = _skeleton(model)
     try:
-        converted = version_converter.convert_version(model, TARGET_OPSET)
+        converted = version_converter.convert_version(skeleton, TARGET_OPSET)
     except Exception as err:  # noqa: BLE001 - the converter raises RuntimeError/ValueError/C++ errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{source}: cannot convert ONNX opset {opset} to {TARGET_OPSET}: {first}") from None
-    converted.ir_version = max(converted.ir_version, 10)
-    return converted
+    g, cg = model.graph, converted.graph
+    del g.node[:]
+    g.node.extend(cg.node)
+    for k in range(len(g.initializer) - 1, -1, -1):
+        if g.initializer[k].name not in large:
+            del g.initializer[k]
+    g.initializer.extend(cg.initializer)
+    declared = {i.name for i in g.input}
+    inputs = [i for i in cg.input if i.name not in large or i.name in declared]
+    del g.input[:]
+    g.input.extend(inputs)
+    del g.output[:]
+    g.output.extend(cg.output)
+    del g.value_info[:]
+    del model.opset_import[:]
+    model.opset_import.extend(converted.opset_import)
+    model.ir_version = max(converted.ir_version, 10)
+    return model
+
+
+def _skeleton(model) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of ``model`` without its large float initializers (declared as graph inputs of
+    their type and shape instead), and the names of those initializers."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    g, sg = model.graph, skeleton.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.input.extend(g.input)
+    sg.output.extend(g.output)
+    declared = {i.name for i in g.input}
+    large = set()
+    for t in g.initializer:
+        numel = int(np.prod(t.dims)) if len(t.dims) else 1
+        if numel <= 4096 or t.data_type in (TensorProto.INT64, TensorProto.INT32):
+            sg.initializer.append(t)
+        else:
+            large.add(t.name)
+            if t.name not in declared:
+                sg.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return skeleton, large
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,22 +176,9 @@ def infer_shapes(model: onnx.ModelProto, strict: bool = False, store: bool = Tru
     their shapes), then store the inferred value_info and output types into ``model``.
     ``strict`` raises on any inference error (type checks and data propagation on). With
     ``store=False`` ``model`` is left alone; the weight-free inferred graph is returned."""
-    skeleton = onnx.ModelProto()
+    skeleton, _ = _skeleton(model)
     skeleton.ir_version = max(model.ir_version, 4)
-    skeleton.opset_import.extend(model.opset_import)
-    g = skeleton.graph
-    g.name = model.graph.name
-    g.node.extend(model.graph.node)
-    g.input.extend(model.graph.input)
-    g.output.extend(model.graph.output)
-    g.value_info.extend(model.graph.value_info)
-    declared = {i.name for i in model.graph.input}
-    for t in model.graph.initializer:
-        numel = int(np.prod(t.dims)) if len(t.dims) else 1
-        if numel <= 4096 or t.data_type in (TensorProto.INT64, TensorProto.INT32):
-            g.initializer.append(t)
-        elif t.name not in declared:
-            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    skeleton.graph.value_info.extend(model.graph.value_info)
     inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=strict, strict_mode=strict,
                                                  data_prop=True)
     if not store:

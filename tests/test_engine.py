@@ -270,3 +270,53 @@ def test_erf_matches_math_erf_to_double_precision():
     x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 2.4999999, 2.5, 2.5000001, -30, 30]])
     ref = np.array([math.erf(v) for v in x])
     assert np.max(np.abs(erf(x) - ref)) < 2e-15
+
+
+def _two_input_model(first_dims, second_dims):
+    """y = x * s (s broadcast per image): inputs declared in the order given."""
+    g = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["y"])], "g",
+                          [helper.make_tensor_value_info("s", F, second_dims),
+                           helper.make_tensor_value_info("x", F, first_dims)],
+                          [helper.make_tensor_value_info("y", F, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    return m
+
+
+def test_run_dict_batches_every_batched_input():
+    """The batch comes from the inputs declared with a symbolic first dim, not from the first
+    input; unbatched inputs are passed whole to every micro-batch."""
+    rng = np.random.default_rng(11)
+    x = rnd(rng, 7, 3, 4, 4)
+    per_image = rnd(rng, 7, 3, 1, 1)
+    eng = Engine(_two_input_model(["N", 3, 4, 4], ["N", 3, 1, 1]))
+    np.testing.assert_allclose(eng.run({"x": x, "s": per_image}, batch_size=3)["y"], x * per_image)
+    np.testing.assert_allclose(eng.run({"x": x, "s": per_image})["y"], x * per_image)
+    shared = rnd(rng, 1, 3, 1, 1)                      # a fixed-size input listed first
+    eng = Engine(_two_input_model(["N", 3, 4, 4], [1, 3, 1, 1]))
+    np.testing.assert_allclose(eng.run({"s": shared, "x": x}, batch_size=2)["y"], x * shared)
+    from ohq_pynq.errors import DataError
+    eng = Engine(_two_input_model(["N", 3, 4, 4], ["N", 3, 1, 1]))
+    with pytest.raises(DataError, match="different numbers of images"):
+        eng.run({"x": x, "s": per_image[:5]})
+
+
+def test_run_in_chunks_of_a_fixed_batch():
+    """A graph that hard-codes batch 2 (Reshape [2, -1]) runs 6 images as 3 chunks of 2."""
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "sh"], ["y"])]
+    m = make_model(nodes, (2, 3, 2, 2), [init("sh", np.array([2, -1], np.int64))])
+    x = rnd(rng, 6, 3, 2, 2)
+    np.testing.assert_allclose(Engine(m).run(x)["y"], np.maximum(x, 0).reshape(6, -1))
+
+
+def test_missing_optional_output_is_a_model_error():
+    from ohq_pynq.errors import ModelError
+
+    nodes = [helper.make_node("Relu", ["x"], ["y", "extra"])]   # an output the op never computes
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 2])],
+                          [helper.make_tensor_value_info("y", F, None),
+                           helper.make_tensor_value_info("extra", F, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    with pytest.raises(ModelError, match="does not compute its optional output 'extra'"):
+        Engine(m).run(np.ones((1, 2), np.float32), outputs=["y", "extra"])

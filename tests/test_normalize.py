@@ -275,3 +275,21 @@ def test_torch_fixed_batch_exports(tmp_path):
         assert net.input_batch == batch and path.read_bytes() == before
         y = Engine(net.model).run(x)[net.output_name]
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5, err_msg=f"dynamo={dynamo} batch={batch}")
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "shufflenet"])
+def test_light_models_quantize_on_the_numpy_engine(name):
+    """BN folding, calibration and QDQ export on the normalised graph (Softmax head kept in
+    float): the QDQ model runs on the engine at any batch and keeps every layer."""
+    from ohq_pynq.quant import calibrate, prepare, quantize
+
+    net = prepare(os.path.join(LIGHT, f"light_{name}.onnx"))
+    assert not net.batchnorm_nodes
+    x = np.random.default_rng(8).random((2,) + net.input_shape, dtype=np.float32)
+    ranges = calibrate(net, x, backend="numpy")
+    qnet = quantize(net, {n: 8 for n in net.layer_names}, ranges)
+    qdq = qnet.to_onnx()
+    ops = [n.op_type for n in qdq.graph.node]
+    assert "Softmax" in ops[-3:] and ops.count("DequantizeLinear") >= 2 * len(net.layers)
+    y = Engine(qdq).run(np.concatenate([x, x[:1]]))[qdq.graph.output[0].name]
+    assert y.shape[0] == 3 and np.allclose(y.reshape(3, -1).sum(axis=1), 1, atol=1e-4)

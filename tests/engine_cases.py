@@ -316,7 +316,18 @@ def mish_composite_case(rng):
     return make_model(nodes, (2, 3, 4, 5))
 
 
+def bn_training_case(rng):
+    """BatchNormalization with training_mode=1: batch statistics (their gradient flows too)."""
+    c = 4
+    inits = [init("s", rnd(rng, c)), init("bb", rnd(rng, c)), init("m", rnd(rng, c)),
+             init("v", np.abs(rnd(rng, c)) + 0.5)]
+    node = helper.make_node("BatchNormalization", ["x", "s", "bb", "m", "v"], ["y", "rm", "rv"],
+                            epsilon=1e-3, training_mode=1)
+    return make_model([node], (3, c, 4, 5), inits, outputs=("y",))
+
+
 NEW_OP_CASES = {
+    "batchnorm_training": bn_training_case,
     "exp": unary_case("Exp"),
     "erf": unary_case("Erf"),
     "log": positive_case("Log"),

@@ -223,11 +223,7 @@ def _rewrite_batch_pass(model, batch: int) -> bool:
     changed = False
     inits = {t.name: t for t in graph.initializer}
     opset = default_opset(model)
-    uses: dict[str, int] = {}
-    for n in graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
-    for k, node in enumerate(graph.node):
+    for node in graph.node:
         x_dims = dims.get(node.input[0]) if node.input else None
         if not x_dims or isinstance(x_dims[0], int):
             continue                            # not carrying the (now symbolic) batch

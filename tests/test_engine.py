@@ -15,6 +15,8 @@ from ohq_pynq.engine import Engine
 from ohq_pynq.errors import ModelError, UnsupportedOpError
 from ohq_pynq.onnx_loader import tensor_to_array
 
+F = TensorProto.FLOAT
+
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_input_gradient_matches_finite_differences(case):
@@ -311,8 +313,6 @@ def test_run_in_chunks_of_a_fixed_batch():
 
 
 def test_missing_optional_output_is_a_model_error():
-    from ohq_pynq.errors import ModelError
-
     nodes = [helper.make_node("Relu", ["x"], ["y", "extra"])]   # an output the op never computes
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 2])],
                           [helper.make_tensor_value_info("y", F, None),

@@ -3,7 +3,8 @@ Python values.
 
 The one place that reads ONNX for the rest of the package: the graph import
 (:mod:`ohq_pynq.graph`), the numpy engine (:mod:`ohq_pynq.engine`) and the onnxruntime executor
-all load through :func:`load_model` / :func:`model_proto`. Every problem is one
+all load through :func:`load_model` / :func:`model_proto`, which also apply the import
+rewrites of :mod:`ohq_pynq.normalize`. Every problem is one
 :class:`~ohq_pynq.errors.ModelError` sentence naming what to fix; the caller's model is never
 modified.
 """

@@ -15,7 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ohq_pynq import normalize
 from ohq_pynq.engine import Engine
 from ohq_pynq.errors import ModelError, UnsupportedOpError
-from ohq_pynq.graph import load_model, load_network
+from ohq_pynq.graph import load_network
+from ohq_pynq.onnx_loader import load_model
 
 F = TensorProto.FLOAT
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
@@ -286,7 +287,7 @@ def test_light_models_quantize_on_the_numpy_engine(name):
     net = prepare(os.path.join(LIGHT, f"light_{name}.onnx"))
     assert not net.batchnorm_nodes
     x = np.random.default_rng(8).random((2,) + net.input_shape, dtype=np.float32)
-    ranges = calibrate(net, x, backend="numpy")
+    ranges = calibrate(net, x, executor="numpy")
     qnet = quantize(net, {n: 8 for n in net.layer_names}, ranges)
     qdq = qnet.to_onnx()
     ops = [n.op_type for n in qdq.graph.node]

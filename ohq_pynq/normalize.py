@@ -3,8 +3,8 @@ layer table, the engine and the quantizer expect. numpy (and onnx) only, so it r
 
 :func:`normalize` applies, in order:
 
-1. :func:`convert_opset`: opsets 7-20 are converted to :data:`TARGET_OPSET` with
-   ``onnx.version_converter`` (one semantics for every op from then on).
+1. :func:`convert_opset`: opsets 7-12 are converted to :data:`TARGET_OPSET` (13) with
+   ``onnx.version_converter``; 13 and newer are read as they are.
 2. The image input's batch dimension, if the export fixed it (``torch.onnx.export`` with a
    ``(1, 3, 224, 224)`` example), becomes symbolic (graph input and output dim 0).
 3. :func:`fold_constants`: nodes whose inputs are all constant (ConstantOfShape weights,
@@ -32,7 +32,10 @@ from .errors import ModelError
 from .onnx_loader import node_attributes, tensor_to_array
 from .transforms import drop_unused_initializers
 
-TARGET_OPSET = 21          # default-domain opset every model is converted to (as the QDQ export)
+# Default-domain opset older models are converted to: the QDQ export's lowest opset
+# (quant.QDQ_OPSETS[0]: per-axis DequantizeLinear, Softmax on one axis, Squeeze/Unsqueeze axes
+# as inputs). Newer models keep their opset, which the QDQ export keeps where it can.
+TARGET_OPSET = 13
 MIN_OPSET = 7              # oldest opset accepted (onnx.version_converter's adapters start here)
 BATCH_PARAM = "N"          # name of the symbolic batch dimension
 NOOP_OPS = ("Identity", "Dropout")
@@ -66,8 +69,8 @@ def convert_opset(model: onnx.ModelProto, source: str = "<model>") -> onnx.Model
     if opset >= TARGET_OPSET:
         return model
     if opset < MIN_OPSET:
-        raise ModelError(f"{source} uses ONNX opset {opset}; ohq-pynq reads opsets {MIN_OPSET} to "
-                         f"{TARGET_OPSET} (re-export the model with a newer exporter)")
+        raise ModelError(f"{source} uses ONNX opset {opset}; ohq-pynq reads opset {MIN_OPSET} and "
+                         f"newer (re-export the model with a newer exporter)")
     from onnx import version_converter
 
     # Convert a weight-free skeleton (large weights declared as typed inputs: no adapter needs

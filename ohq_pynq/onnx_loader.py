@@ -37,7 +37,7 @@ def load_model(model, input_shape=None):
 
 def load_model_and_batch(model, input_shape=None) -> tuple[onnx.ModelProto, int | None]:
     """:func:`load_model`, and the batch size the file fixed (None when it was symbolic): the
-    model is normalised by :func:`ohq_pynq.normalize.normalize` (opset 21, batch made symbolic,
+    model is normalised by :func:`ohq_pynq.normalize.normalize` (opset >= 13, batch made symbolic,
     constants folded, no-ops dropped) before shape inference."""
     from .normalize import infer_shapes, normalize   # here: normalize imports the engine
 

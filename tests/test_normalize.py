@@ -17,6 +17,7 @@ from ohq_pynq.engine import Engine
 from ohq_pynq.errors import ModelError, UnsupportedOpError
 from ohq_pynq.graph import load_network
 from ohq_pynq.onnx_loader import load_model
+from ohq_pynq.quant import QDQ_OPSETS
 
 F = TensorProto.FLOAT
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
@@ -171,8 +172,11 @@ def test_dropout_with_used_mask_stays():
 def test_old_opset_converted_and_too_old_refused():
     nodes = [helper.make_node("Relu", ["x"], ["y"])]
     m = model_of(nodes, (1, 3), [1, 3], opset=8)
-    assert normalize.default_opset(load_model(m)) == normalize.TARGET_OPSET
-    with pytest.raises(ModelError, match=r"opset 5; ohq-pynq reads opsets 7 to 21"):
+    assert normalize.default_opset(load_model(m)) == normalize.TARGET_OPSET == QDQ_OPSETS[0]
+    for opset in (13, 17, 21):
+        m2 = model_of(nodes, (1, 3), [1, 3], opset=opset)
+        assert normalize.default_opset(load_model(m2)) == opset            # read as it is
+    with pytest.raises(ModelError, match=r"opset 5; ohq-pynq reads opset 7 and newer"):
         normalize.convert_opset(model_of(nodes, (1, 3), [1, 3], opset=5), "m.onnx")
 
 
@@ -185,7 +189,7 @@ def test_conversion_failure_is_one_line(monkeypatch):
     m = model_of([helper.make_node("Relu", ["x"], ["y"])], (1, 3), [1, 3], opset=9)
     with pytest.raises(ModelError) as err:
         normalize.convert_opset(m, "m.onnx")
-    assert str(err.value) == "m.onnx: cannot convert ONNX opset 9 to 21: adapter missing"
+    assert str(err.value) == "m.onnx: cannot convert ONNX opset 9 to 13: adapter missing"
 
 
 def test_unsupported_ops_grouped_at_import():

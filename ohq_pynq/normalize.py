@@ -53,7 +53,21 @@ def normalize(model: onnx.ModelProto, source: str = "<model>") -> tuple[onnx.Mod
     if batch is not None:
         _rewrite_batch_constants(model, batch)
     drop_unused_initializers(model)
+    drop_initializer_inputs(model)
     return model, batch
+
+
+def drop_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove the graph-input entries of initializers (IR 3 files list every weight as an
+    input; onnxruntime then treats them as overridable and warns per weight). IR >= 4 only."""
+    if model.ir_version < 4:
+        return model
+    inits = {t.name for t in model.graph.initializer}
+    inputs = model.graph.input
+    for k in range(len(inputs) - 1, -1, -1):
+        if inputs[k].name in inits:
+            del inputs[k]
+    return model
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -97,7 +111,9 @@ def convert_opset(model: onnx.ModelProto, source: str = "<model>") -> onnx.Model
     del g.value_info[:]
     del model.opset_import[:]
     model.opset_import.extend(converted.opset_import)
-    model.ir_version = max(converted.ir_version, 10)
+    # the lowest IR version the new opset needs (older onnxruntime releases refuse newer IRs)
+    model.ir_version = max(model.ir_version, converted.ir_version,
+                           helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
     return model
 
 

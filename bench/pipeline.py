@@ -102,6 +102,7 @@ def main(argv=None) -> int:
         row = {"case": name, "board": args.board, "wall_seconds": res["wall_seconds"],
                "peak_rss_mb": round(res["peak_rss_bytes"] / 2**20, 1),
                "stages": {k: v["seconds"] for k, v in s["stages"].items()},
+               "cpu_stages": {k: v.get("cpu_seconds") for k, v in s["stages"].items()},
                "latency_vs_int8": s["totals"]["vs_all_int8"]["latency"],
                "fidelity": s["fidelity"]}
         if not name.endswith("_224"):

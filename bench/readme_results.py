@@ -66,6 +66,9 @@ def section() -> str:
                           f"on {m['cores']} cores): several times what an idle machine takes."]
     else:
         lines.append("not run")
+    b = _load("board_time")
+    lines += ["", "### Expected wall time on the boards' ARM cores (`bench/board_time.py`, estimated)", ""]
+    lines += _board_time(b) if b else ["not run"]
     d = _load("distill")
     lines += ["", "### Distilled data (`bench/distill.py`, 32 images, defaults)", ""]
     if d:
@@ -178,6 +181,29 @@ def _mqe(m) -> list[str]:
                         f"{summ['mean_rho_acc_drop']['mqe']:.3f}, old {summ['mean_rho_acc_drop']['mqe_old']:.3f}, "
                         f"paper {summ['mean_rho_acc_drop']['paper']:.3f}."]
     return out
+
+
+def _board_time(b) -> list[str]:
+    h = b["host"]
+    boards = b["boards"]
+    out = ["No board was at hand: the CPU seconds of each stage measured here (numpy engine rows of "
+           "`bench/pipeline.py`) scaled by how much slower one board core is — the low end by the "
+           "single-thread SGEMM ratio, the high end by the streaming-bandwidth ratio. This machine, one "
+           f"thread: SGEMM {h['gemm_gflops']:.0f} GFLOP/s, copy {h['stream_gbytes']:.0f} GB/s; assumed per board "
+           "(sources in the script): " + "; ".join(
+               f"{n} {v['cpu']} {v['gemm_gflops']:.1f} GFLOP/s, {v['stream_gbytes']:.1f} GB/s"
+               for n, v in boards.items()) + ".", ""]
+    rows = []
+    def mins(lo, hi):
+        return f"{lo / 60:.1f}–{hi / 60:.1f}" if hi < 600 else f"{lo / 60:.0f}–{hi / 60:.0f}"
+    for r in b["rows"]:
+        st = r["stages"]
+        rows.append([r["case"], r["executor"], r["board"], f"{r['host_seconds']:.0f}",
+                     " / ".join(mins(*st[k]) for k in
+                                ("distill", "profile", "sensitivity", "solve", "deploy") if k in st),
+                     mins(*r["total"])])
+    return out + _table(["case", "executor", "board", "CPU s here", "distill / profile / MQE / ILP / deploy min",
+                         "whole job min"], rows)
 
 
 def _allocation(a) -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 from .errors import ConfigError
 from .graph import Network
 from .quant import (LayerQuant, QuantizedNetwork, TensorRange, activation_range, kl_divergence,
-                    log_softmax, quantize, quantize_weight, weight_qmax)
+                    log_softmax, quantize, quantize_weight, weight_codes_uint8, weight_qmax)
 from .runtime import make_executor
 from .sensitivity import SCHEMA
 
@@ -204,12 +204,13 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
 
 
 def _initializer_layout(network: Network, name: str, w_q: np.ndarray) -> np.ndarray:
-    """Integer weight codes in the layout of the QDQ model's initializer (see quant.export_qdq)."""
+    """Integer weight codes in the layout and type of the QDQ model's initializer (see
+    quant.export_qdq: uint8 with zero point 128)."""
     layer = network.layer(name)
-    if layer.op == "Conv":
-        return w_q
-    w = w_q.reshape(layer.cout, layer.cin)
-    return np.ascontiguousarray(w.T) if layer.weight_transposed else w
+    if layer.op != "Conv":
+        w_q = w_q.reshape(layer.cout, layer.cin)
+        w_q = np.ascontiguousarray(w_q.T) if layer.weight_transposed else w_q
+    return weight_codes_uint8(w_q)
 
 
 def _kl_from_log(lp: np.ndarray, lq: np.ndarray) -> float:

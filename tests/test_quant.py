@@ -102,9 +102,13 @@ def test_qdq_export_types_and_opset(net, ranges, images):
     types = {t.name: t.data_type for t in model.graph.initializer}
     T = onnx.TensorProto
     assert set(types.values()) <= {T.FLOAT, T.INT8, T.UINT8, T.INT32, T.INT64}    # no INT4 anywhere
-    assert types["dw.weight_q"] == T.INT8 and types["conv1.weight_q"] == T.INT8
-    w = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "dw.weight_q"))
+    # weights as uint8 with zero point 128 (onnxruntime's U8U8 kernels; U8S8 saturates on AVX2)
+    assert types["dw.weight_q"] == T.UINT8 and types["conv1.weight_q"] == T.UINT8
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert np.all(init["dw.weight_zero_point"] == 128)
+    w = init["dw.weight_q"].astype(np.int16) - 128
     assert w.min() >= -7 and w.max() <= 7 and np.abs(w).max() == 7
+    assert np.array_equal(w, q.layers["dw"].weight_q)
     assert types["dw.input_zero_point"] == T.UINT8      # after ReLU
     assert types["fc.input_zero_point"] == T.INT8       # signed
     assert types["conv1.input_zero_point"] == T.INT8
@@ -232,7 +236,9 @@ def assert_agrees(logits: np.ndarray, reference: np.ndarray, what: str) -> None:
     """Two evaluations of one QDQ model agree but for rare rounding ties: a float sum in another
     order, or onnxruntime's integer kernels (QLinearConv, QGemm, ...) instead of the float
     simulation, moves a value across a .5 step of a later QuantizeLinear: one code, measured at
-    most 2.1 % of the logit range (a 4-bit code) on <= 1.2 % of the logits of the bundled models."""
+    most 2.1 % of the logit range (a 4-bit code) on <= 1.2 % of the logits of the bundled models.
+    (With int8 weights, onnxruntime's U8S8 kernels saturate on x86 CPUs without VNNI and this
+    fails on 6-55 % of the logits there: see quant.WEIGHT_ZERO_POINT.)"""
     span = float(reference.max() - reference.min())
     diff = np.abs(logits - reference)
     assert diff.max() <= 0.05 * span, f"{what}: max |diff| {diff.max():.4g} of logit range {span:.4g}"

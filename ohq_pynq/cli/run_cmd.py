@@ -127,6 +127,17 @@ def summary_text(summary: dict) -> str:
                      f"int8 {100 * f['accuracy_int8']:.2f} %)")
     lines.append("")
     lines.append("; ".join(p for p in parts if p) + f" on {summary['eval_images']} images")
+    search = summary.get("search") or {}
+    cands = search.get("candidates") or []
+    if len(cands) > 1:
+        chosen = next(c for c in cands if c.get("chosen"))
+        lines.append(f"search: ILP candidate {chosen['rank']} of {len(cands)} kept, least KL vs fp32 on the "
+                     f"{search.get('images')} data images ({chosen['kl']:.4g}; ILP optimum {cands[0]['kl']:.4g})")
+    rnd = search.get("random")
+    if rnd and rnd.get("beats_kl") is not None:
+        lines.append(f"vs {rnd['n']} random configurations at the same budget: lower KL than "
+                     f"{100 * rnd['beats_kl']:.1f} %, higher top-1 agreement than "
+                     f"{100 * rnd['beats_top1_agreement']:.1f} % (report.html)")
     relaxed = summary.get("latency_budget_relaxed")
     if relaxed:
         lines.append(f"latency budget: {relaxed['used']} of all-int8, the smallest feasible (the default "

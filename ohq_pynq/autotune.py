@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .pipeline import Settings
 
 BUDGET_KEYS = {"latency": "latency_budget", "size": "size_budget", "energy": "energy_budget"}
-SEARCH_KEYS = {"beta", "gamma", "seed", "hw_metric", "estimator", "perturbation", "alpha", "repeats",
+SEARCH_KEYS = {"beta", "gamma", "candidates", "compare_random", "seed", "hw_metric", "estimator", "perturbation", "alpha", "repeats",
                "num_images", "eval_images", "pareto_points"}
 TOP_KEYS = {"model", "out", "install", "backend", "board", "calib", "eval_data", "input_shape",
             "bitstream", "executor"}

@@ -3,7 +3,7 @@
 For layers i and candidate bit-widths b (any set; {4, 8} by default) the ILP picks binary
 x[i,b] with Σ_b x[i,b] = 1 and minimises Σ cost[i,b]·x[i,b], where
 
-    cost[i,b] = β·Ŝ[i,b] + γ·Ĥ[i,b]                      (β = γ = 0.5 by default)
+    cost[i,b] = β·Ŝ[i,b] + γ·Ĥ[i,b]                      (β = 1, γ = 0 by default)
     Ŝ[i,b]   = S[i,b] / Σ_j max_b' S[j,b']               sensitivity; S = 0 at 8 bits (the reference)
     Ĥ[i,b]   = (1-λ)·T[i,b] / Σ_j max_b' T[j,b']  +  λ·E[i,b] / Σ_j max_b' E[j,b']
 
@@ -14,6 +14,15 @@ all-int8; for sensitivity usually all-int4), so every entry lies in [0, 1] and t
 "β × fraction of the worst-case total sensitivity + γ × fraction of the worst-case latency":
 β = γ trades 1 % of total sensitivity for 1 % of total latency, independent of layer count.
 (Per-layer offsets do not change the optimum, since every layer picks exactly one width.)
+
+The default objective is lexicographic: minimise sensitivity (β = 1, γ = 0) under the budgets,
+then, among the assignments of equal sensitivity, the hardware cost Ĥ (a second ILP with the
+first optimum as a constraint). The budget alone bounds the hardware, so the solver spends it
+wherever accuracy gains. The paper's weighted sum (β = γ = 0.5, ``PAPER_BETA``/``PAPER_GAMMA``)
+stays available: with γ > 0 the solver may stop *below* a budget when the latency saved is
+worth the sensitivity. :func:`solve_ranked` enumerates the k best assignments in objective order
+(no-good cuts: each found assignment is excluded by one linear row before the next solve), so
+that a caller can re-rank them by a measured quantity (:mod:`ohq_pynq.candidates`).
 
 Budgets, in any combination, bound network totals Σ_i metric[i,b]·x[i,b]: model size (bytes of
 packed weights + bias, ``weight_bytes`` in the profile), latency (seconds) and energy (joules).
@@ -41,8 +50,9 @@ from .profile import Profile, load_profile
 from .sensitivity import REFERENCE_BITS, load_sensitivity
 
 DEFAULT_BITS = (4, 8)
-DEFAULT_BETA = 0.5              # weight of normalised sensitivity (the paper's value)
-DEFAULT_GAMMA = 0.5             # weight of normalised hardware cost
+DEFAULT_BETA = 1.0              # weight of normalised sensitivity
+DEFAULT_GAMMA = 0.0             # weight of normalised hardware cost: 0 = the budget alone bounds it
+PAPER_BETA = PAPER_GAMMA = 0.5  # the paper's weighted objective (an option: --beta 0.5 --gamma 0.5)
 DEFAULT_HW_METRIC = "latency"   # hardware cost in the objective
 DEFAULT_LATENCY_ESTIMATE = "median"
 REL_TOL = 1e-9              # a total meets budget B when total <= B * (1 + REL_TOL)
@@ -211,6 +221,8 @@ class Allocation:
     gamma: float
     energy_share: float
     status: str = "optimal"
+    rank: int = 1                # 1 = the ILP optimum, 2 = the next best (solve_ranked), ...
+    tie_break: str | None = None # second objective: "hardware" (γ = 0), "sensitivity" (β = 0), None
 
     @property
     def int8(self) -> Totals:
@@ -223,12 +235,23 @@ class Allocation:
             return None
         return a / r
 
+    def objective_form(self) -> str:
+        """The objective in words, e.g. "min sensitivity, then latency" or "0.5·S + 0.5·latency"."""
+        hw = {0.0: "latency", 1.0: "energy"}.get(self.energy_share, f"latency/energy {self.energy_share:g}")
+        if self.tie_break == "hardware":
+            return f"min sensitivity, then {hw}"
+        if self.tie_break == "sensitivity":
+            return f"min {hw}, then sensitivity"
+        return f"min {self.beta:g}·sensitivity + {self.gamma:g}·{hw}"
+
     def metadata(self) -> dict:
         """Metadata for ``config.json`` (``bitconfig.save_config(path, bits, **metadata)``)."""
         counts = {str(b): sum(1 for v in self.bits.values() if v == b) for b in sorted(set(self.bits.values()))}
         return {
             "solver": "ohq_pynq.ilp (cvxopt.glpk.ilp)",
             "beta": self.beta, "gamma": self.gamma, "energy_share": self.energy_share,
+            "objective_form": self.objective_form(),
+            "ilp_rank": self.rank,
             "budgets": self.budgets,
             "objective": self.objective,
             "layers_per_bits": counts,
@@ -316,8 +339,25 @@ class IlpSolver:
     def expand(self, gchoice: np.ndarray) -> np.ndarray:
         return gchoice[self.group_of]
 
-    def solve(self, cost: np.ndarray, limits: Mapping[str, float]) -> np.ndarray | None:
-        """Minimise Σ cost (layers × bits) s.t. total(metric) ≤ limit·(1+REL_TOL) for each limit."""
+    def group_choice(self, choice: np.ndarray) -> np.ndarray:
+        """Column per tie group of a per-layer ``choice`` (the choice of the group's first layer)."""
+        first = np.full(self.groups, -1, dtype=np.int64)
+        for i in range(len(self.group_of) - 1, -1, -1):
+            first[self.group_of[i]] = i
+        return np.asarray(choice, dtype=np.int64)[first]
+
+    def _no_good(self, choice: np.ndarray) -> np.ndarray:
+        """The row of the cut Σ x[g, choice_g] ≤ groups − 1: excludes exactly this assignment."""
+        row = np.zeros(self.groups * self.m)
+        row[np.arange(self.groups) * self.m + self.group_choice(choice)] = 1.0
+        return row
+
+    def solve(self, cost: np.ndarray, limits: Mapping[str, float], exclude: Iterable[np.ndarray] = (),
+              tie_break: np.ndarray | None = None) -> np.ndarray | None:
+        """Minimise Σ cost (layers × bits) s.t. total(metric) ≤ limit·(1+REL_TOL) for each limit.
+
+        ``exclude``: per-layer choices the answer must differ from (no-good cuts). ``tie_break``:
+        a second cost table minimised among the assignments of optimal Σ cost (lexicographic)."""
         metrics = list(limits)
         c = self.group_table(cost).ravel()
         rows, rhs = [], []
@@ -325,9 +365,33 @@ class IlpSolver:
             limit = limits[metric]
             rows.append(self.group_table(self.p.table(metric)).ravel() / limit)   # scaled to O(1)
             rhs.append(1.0 + REL_TOL)
+        for choice in exclude:
+            rows.append(self._no_good(choice))
+            rhs.append(self.groups - 1.0)
         G = np.array(rows) if rows else np.zeros((0, self.groups * self.m))
         h = np.array(rhs)
-        for _ in range(8):      # GLPK's tolerances may admit a hair over; tighten until exact
+        choice = self._solve_exact(c, G, h, metrics, limits)
+        if choice is None or tie_break is None:
+            return choice
+        best = float(c @ self._onehot(choice))
+        slack = 1e-9 * abs(best) + 1e-12
+        G2 = np.vstack([G, c[None, :]]) if len(G) else c[None, :]
+        second = self._solve_exact(self.group_table(tie_break).ravel(), G2, np.append(h, best + slack),
+                                   metrics, limits)
+        if second is None or float(c @ self._onehot(second)) > best + 1e-7 * abs(best) + 1e-12:
+            return choice        # GLPK's tolerances: keep the first optimum
+        return second
+
+    def _onehot(self, choice: np.ndarray) -> np.ndarray:
+        x = np.zeros(self.groups * self.m)
+        x[np.arange(self.groups) * self.m + self.group_choice(choice)] = 1.0
+        return x
+
+    def _solve_exact(self, c, G, h, metrics, limits) -> np.ndarray | None:
+        """GLPK on (c, G, h); the budget rows (the first ``len(metrics)``) are tightened until the
+        answer meets every budget exactly (GLPK's tolerances may admit a hair over)."""
+        h = h.copy()
+        for _ in range(8):
             g = _glpk_binary(c, G, h, self.groups, self.m)
             if g is None:
                 return None
@@ -409,26 +473,60 @@ def budget_limits(problem: Problem, budgets: Mapping[str, Budget | str | None]) 
     return limits, described
 
 
+def tie_break_table(problem: Problem, beta: float, gamma: float,
+                    hw_metric: str | float = DEFAULT_HW_METRIC) -> np.ndarray | None:
+    """The second, lexicographic objective: the hardware cost Ĥ when γ = 0 (sensitivity only), the
+    sensitivity Ŝ when β = 0; None for a weighted sum (both weights > 0)."""
+    if gamma == 0:
+        return cost_table(problem, 0.0, 1.0, hw_metric)
+    if beta == 0:
+        return normalise(problem.sensitivity)
+    return None
+
+
 def solve(problem: Problem, *, beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA,
           size: Budget | str | None = None, latency: Budget | str | None = None,
           energy: Budget | str | None = None, ties: Iterable[Iterable[str]] = (),
           hw_metric: str | float = DEFAULT_HW_METRIC) -> Allocation:
-    """Choose bits per layer minimising β·Ŝ + γ·Ĥ under the given budgets (any combination).
+    """Choose bits per layer minimising β·Ŝ + γ·Ĥ under the given budgets (any combination);
+    with γ = 0 (the default) ties in Ŝ go to the least Ĥ.
 
     ``ties``: groups of layer names that must share a width. ``hw_metric``: "latency" (default),
     "energy", or the energy share λ ∈ [0, 1] of a latency/energy blend. Raises
     :class:`InfeasibleError` (stating the smallest feasible budgets) or :class:`ConfigError`.
     """
+    return solve_ranked(problem, 1, beta=beta, gamma=gamma, size=size, latency=latency,
+                        energy=energy, ties=ties, hw_metric=hw_metric)[0]
+
+
+def solve_ranked(problem: Problem, k: int, *, beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA,
+                 size: Budget | str | None = None, latency: Budget | str | None = None,
+                 energy: Budget | str | None = None, ties: Iterable[Iterable[str]] = (),
+                 hw_metric: str | float = DEFAULT_HW_METRIC) -> list[Allocation]:
+    """The ``k`` best assignments in objective order (fewer if fewer meet the budgets): the
+    optimum of :func:`solve`, then each next one with the ones found excluded by no-good cuts.
+    ``Allocation.rank`` is 1 for the optimum. Raises :class:`InfeasibleError` like :func:`solve`."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"the number of ILP candidates must be an integer >= 1, got {k!r}")
     cost = cost_table(problem, beta, gamma, hw_metric)
+    second = tie_break_table(problem, beta, gamma, hw_metric)
     limits, described = budget_limits(problem, {"size": size, "latency": latency, "energy": energy})
     model = IlpSolver(problem, ties)
-    choice = model.solve(cost, limits)
-    if choice is None:
+    found: list[np.ndarray] = []
+    for _ in range(k):
+        choice = model.solve(cost, limits, exclude=found, tie_break=second)
+        if choice is None:
+            break
+        found.append(choice)
+    if not found:
         raise _infeasible(problem, model, limits, described)
-    return _allocation(problem, choice, cost, described, beta, gamma, _energy_share(hw_metric))
+    share = _energy_share(hw_metric)
+    tie = None if second is None else ("hardware" if gamma == 0 else "sensitivity")
+    return [_allocation(problem, c, cost, described, beta, gamma, share, rank=r + 1, tie_break=tie)
+            for r, c in enumerate(found)]
 
 
-def _allocation(problem, choice, cost, described, beta, gamma, share) -> Allocation:
+def _allocation(problem, choice, cost, described, beta, gamma, share, rank=1, tie_break=None) -> Allocation:
     lowest = min(problem.bits)
     return Allocation(
         bits={n: int(problem.bits[k]) for n, k in zip(problem.names, choice)},
@@ -437,7 +535,8 @@ def _allocation(problem, choice, cost, described, beta, gamma, share) -> Allocat
         reference=problem.totals(problem.uniform(problem.reference_bits)),
         lowest=problem.totals(problem.uniform(lowest)),
         reference_bits=problem.reference_bits, lowest_bits=lowest,
-        budgets=described, beta=float(beta), gamma=float(gamma), energy_share=share)
+        budgets=described, beta=float(beta), gamma=float(gamma), energy_share=share,
+        rank=rank, tie_break=tie_break)
 
 
 def minimum_total(problem: Problem, metric: str, limits: Mapping[str, float] | None = None,

@@ -7,7 +7,8 @@ it (``force=True`` redoes everything). OQA additionally keeps a per-measurement 
 profiling run resumes where it stopped.
 
 Artefacts: ``distilled.npz`` (unless calibration images are given), ``profile.json``,
-``sensitivity.json``, ``config.json``, ``pareto.json`` + ``pareto.png``, ``quantized.onnx``,
+``sensitivity.json``, ``config.json``, ``search.json`` (the ILP candidates re-ranked by their
+measured KL, and the random configurations of ``compare_random``), ``pareto.json`` + ``pareto.png``, ``quantized.onnx``,
 ``deploy.json``, ``summary.json``, ``report.html`` (+ its PNG plots).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import distill, ilp, mqe, oqa, pareto
+from . import candidates as search_candidates, distill, ilp, mqe, oqa, pareto
 from .errors import ConfigError, DataError
 from .fileio import atomic_write, file_sha256, json_sha256, read_json, write_json
 from .runtime import release_memory
@@ -55,6 +56,8 @@ class Settings:
     beta: float = ilp.DEFAULT_BETA
     gamma: float = ilp.DEFAULT_GAMMA
     hw_metric: str = ilp.DEFAULT_HW_METRIC
+    candidates: int = search_candidates.DEFAULT_CANDIDATES          # ILP solutions re-ranked by measured KL
+    compare_random: int = search_candidates.DEFAULT_COMPARE_RANDOM  # random configs measured for the report
     estimator: str = mqe.DEFAULT_ESTIMATOR
     perturbation: str = mqe.DEFAULT_PERTURBATION   # MQE: "rounding" (int4 rounding) or "mask"
     alpha: float | str = mqe.DEFAULT_ALPHA         # MQE mask fraction (perturbation "mask"), or "matched"
@@ -184,15 +187,17 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
 
         # 4. bit allocation (ILP) + Pareto frontier ------------------------------------------
         def solve():
-            return _solve(s, out, log)
+            return _solve(s, out, log, prepared)
 
         stages.run("solve", {"sens": file_sha256(out / "sensitivity.json"),
                              "profile": file_sha256(out / "profile.json"),
                              "budgets": [s.latency_budget, s.size_budget, s.energy_budget],
                              "latency_budget_given": s.latency_budget_given,
                              "beta": s.beta, "gamma": s.gamma, "hw_metric": s.hw_metric,
-                             "points": s.pareto_points},
-                   ["config.json", "pareto.json", "pareto.png"], solve)
+                             "points": s.pareto_points, "candidates": s.candidates,
+                             "compare_random": s.compare_random, "model": model_hash, "data": data_hash,
+                             "seed": s.seed, "executor": s.executor},
+                   ["config.json", "search.json", "pareto.json", "pareto.png"], solve)
 
         # 5. deploy on the cores and verify --------------------------------------------------
         eval_path = s.eval_data or (str(_bundled_test()) if bundled else str(data_path))
@@ -223,6 +228,10 @@ def _check_settings(s: Settings) -> None:
         raise ConfigError(f"--num must be at least 1, not {s.num_images}")
     if s.eval_images < 1:
         raise ConfigError(f"--eval-images must be at least 1, not {s.eval_images}")
+    if isinstance(s.candidates, bool) or not isinstance(s.candidates, int) or s.candidates < 1:
+        raise ConfigError(f"--candidates must be an integer >= 1, not {s.candidates!r}")
+    if isinstance(s.compare_random, bool) or not isinstance(s.compare_random, int) or s.compare_random < 0:
+        raise ConfigError(f"--compare-random must be an integer >= 0, not {s.compare_random!r}")
     for name in ("beta", "gamma"):
         v = getattr(s, name)
         if not (v == v) or v < 0:
@@ -306,12 +315,16 @@ def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, origi
     return out / "distilled.npz"
 
 
-def _solve(s: Settings, out: Path, log: Callable[[str], None] = print) -> str:
+def _solve(s: Settings, out: Path, log: Callable[[str], None] = print, prepared=None) -> str:
+    """ILP top-``s.candidates`` → re-ranked by their measured KL on the data (``prepared()`` gives
+    network, images, int8 ranges) → ``config.json`` + ``search.json``; Pareto frontier; optional
+    random comparison."""
     import warnings
 
     from .bitconfig import save_config
+    from .candidates import RERANK_METRIC, ConfigScorer, compare_random, rerank
     from .errors import InfeasibleError
-    from .ilp import make_problem, solve
+    from .ilp import budget_limits, make_problem, solve_ranked
     from .pareto import pareto_frontier, plot_frontier
     from .profile import load_profile
 
@@ -321,8 +334,9 @@ def _solve(s: Settings, out: Path, log: Callable[[str], None] = print) -> str:
         problem = make_problem(out / "sensitivity.json", profile)
     budgets = {"latency": s.latency_budget, "size": s.size_budget, "energy": s.energy_budget}
     relaxed = None
+    objective = {"beta": s.beta, "gamma": s.gamma, "hw_metric": s.hw_metric}
     try:
-        alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
+        ranked = solve_ranked(problem, s.candidates, **objective, **budgets)
     except InfeasibleError as err:
         smallest = getattr(err, "minimums", {}).get("latency")
         if (s.latency_budget_given or s.latency_budget != DEFAULT_LATENCY_BUDGET or smallest is None
@@ -331,12 +345,38 @@ def _solve(s: Settings, out: Path, log: Callable[[str], None] = print) -> str:
         # The default budget is a suggestion: use the smallest feasible latency instead.
         stated = smallest["minimum_stated"]
         budgets["latency"] = f"{stated:.4g}" if stated <= 1 else f"{stated:.4g}x"
-        alloc = solve(problem, beta=s.beta, gamma=s.gamma, hw_metric=s.hw_metric, **budgets)
+        ranked = solve_ranked(problem, s.candidates, **objective, **budgets)
         relaxed = {"requested": s.latency_budget, "used": budgets["latency"], "reason": str(err)}
         log(f"solve: the default latency budget {s.latency_budget} of all-int8 is infeasible on this "
             f"hardware; using the smallest feasible, {budgets['latency']} of all-int8")
+    search: dict = {"schema": 1, "rerank_metric": RERANK_METRIC, "candidates_requested": s.candidates,
+                    "objective_form": ranked[0].objective_form()}
+    scorer = None
+    if len(ranked) > 1 or s.compare_random:
+        net, x, ranges = prepared()
+        scorer = ConfigScorer(net, x, ranges, executor=s.executor)
+        search["images"] = int(len(x))
+    if len(ranked) > 1:
+        alloc, rows = rerank(ranked, scorer, log)
+    else:
+        alloc, rows = ranked[0], [{"rank": 1, "sensitivity": ranked[0].totals.sensitivity,
+                                   "latency_ratio": ranked[0].ratio("latency"), "chosen": True,
+                                   "bits": dict(ranked[0].bits)}]
+    search["candidates"] = rows
+    search["chosen_rank"] = alloc.rank
+    lat_budget = alloc.budgets.get("latency")
+    search["latency_budget_ratio"] = (None if lat_budget is None
+                                      else lat_budget["absolute"] / alloc.reference.seconds)
+    if s.compare_random:
+        limits, _ = budget_limits(problem, budgets)
+        search["random"] = compare_random(problem, limits, s.compare_random, scorer, alloc.bits,
+                                          seed=s.seed, log=log)
+    brief = [{k: v for k, v in r.items() if k != "bits"} for r in rows]
     save_config(out / "config.json", alloc.bits, **alloc.metadata(),
+                search={"rerank_metric": RERANK_METRIC if len(rows) > 1 else None, "candidates": brief,
+                        "chosen_rank": alloc.rank},
                 **({"latency_budget_relaxed": relaxed} if relaxed else {}))
+    write_json(out / "search.json", search)
     sweep = "energy" if s.hw_metric == "energy" else "latency"
     others = {k: v for k, v in budgets.items() if k != sweep}
     frontier = pareto_frontier(problem, sweep, points=s.pareto_points, **others)
@@ -344,8 +384,11 @@ def _solve(s: Settings, out: Path, log: Callable[[str], None] = print) -> str:
     plot_frontier(frontier, out / "pareto.png", chosen=alloc)
     n4 = sum(1 for b in alloc.bits.values() if b == min(problem.bits))
     ratio = alloc.ratio("latency")
+    note = (f"ILP candidate {alloc.rank} of {len(rows)} by KL" if len(rows) > 1 else "the ILP optimum")
+    if "random" in search and search["random"]["beats_kl"] is not None:
+        note += f", KL below {100 * search['random']['beats_kl']:.0f} % of {search['random']['n']} random configs"
     return (f"{n4}/{len(alloc.bits)} layers at {min(problem.bits)} bits, latency "
-            f"{ratio:.3f} of all-int8, {len(frontier.points)} Pareto points")
+            f"{ratio:.3f} of all-int8 ({note}), {len(frontier.points)} Pareto points")
 
 
 def _deploy(s: Settings, out: Path, net, ranges, accelerator, eval_path) -> str:
@@ -429,4 +472,15 @@ def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: 
         "fidelity": fidelity,
         "eval_images": dep["verify"]["images"],
         "latency_budget_relaxed": config.get("latency_budget_relaxed"),
+        "search": _search_summary(out),
     }
+
+
+def _search_summary(out: Path) -> dict | None:
+    """search.json without the candidates' bits (the chosen bits are the layer rows)."""
+    path = out / "search.json"
+    if not path.is_file():
+        return None
+    search = read_json(path, "search result")
+    search["candidates"] = [{k: v for k, v in r.items() if k != "bits"} for r in search.get("candidates", [])]
+    return search

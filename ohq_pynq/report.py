@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .fileio import atomic_write
 
-PLOTS = ("pareto.png", "layers.png", "latency.png")
+PLOTS = ("pareto.png", "layers.png", "latency.png", "random.png")
 
 
 def _figure(width: float, height: float):
@@ -82,6 +82,71 @@ def plot_latency(summary: dict, path: str | os.PathLike) -> str:
     fig.tight_layout()
     fig.savefig(os.fspath(path), format="png")
     return os.fspath(path)
+
+
+def plot_random(search: dict, path: str | os.PathLike) -> str:
+    """Fidelity (KL vs fp32 on the data, log scale) vs latency / all-int8 of the random
+    configurations at the budget, the ILP candidates and the chosen one."""
+    rnd = search["random"]
+    fig = _figure(6.4, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    floor = 1e-6            # KL can be 0 (identical outputs); keep it on a log axis
+
+    def kl(v):
+        return max(float(v), floor)
+
+    pts = rnd.get("points", [])
+    if pts:
+        ax.plot([p["latency_ratio"] for p in pts], [kl(p["kl"]) for p in pts], "o", ms=4,
+                color="grey", alpha=0.6, label=f"random at the same budget ({len(pts)})")
+    cands = [c for c in search.get("candidates", []) if c.get("kl") is not None and c.get("latency_ratio") is not None]
+    if cands:
+        ax.plot([c["latency_ratio"] for c in cands], [kl(c["kl"]) for c in cands], "s", ms=5,
+                color="tab:blue", alpha=0.8, label=f"ILP candidates ({len(cands)})")
+    ch = rnd["chosen"]
+    ax.plot([ch["latency_ratio"]], [kl(ch["kl"])], "*", ms=16, color="tab:red", zorder=5,
+            label="chosen")
+    budget = search.get("latency_budget_ratio")
+    if budget is not None:
+        ax.axvline(budget, color="tab:red", ls=":", lw=1, label=f"latency budget {budget:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("latency / all-int8 (profile)")
+    ax.set_ylabel(f"KL(fp32 ‖ quantized) on {search.get('images', '?')} images (nats)")
+    ax.set_title("search vs chance: lower is closer to the float model", fontsize=9)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), format="png")
+    return os.fspath(path)
+
+
+def _allocation_section(summary: dict, out: Path) -> str:
+    """Candidates of the ILP with their measured KL, and the random comparison when it ran."""
+    search = summary.get("search")
+    if not search:
+        return ""
+    rows = [[str(c.get("rank")), _fmt(c.get("sensitivity")), _fmt(c.get("latency_ratio")),
+             _fmt(c.get("kl")), _fmt(c.get("top1_agreement"), "%"), "chosen" if c.get("chosen") else ""]
+            for c in search.get("candidates", [])]
+    parts = [f"<p>Objective: {html.escape(str(search.get('objective_form', '')))}; the "
+             f"{len(rows)} best ILP solutions"
+             + (f" were run as quantized networks on {search.get('images')} images and the one closest "
+                f"to the float model (least KL) was kept." if len(rows) > 1 else ".") + "</p>",
+             _table(["ILP rank", "Σ sensitivity", "latency / int8", "KL vs fp32", "top-1 agreement", ""], rows)]
+    rnd = search.get("random")
+    if rnd:
+        plot_random(search, out / "random.png")
+        beats = rnd.get("beats_kl")
+        agree = rnd.get("beats_top1_agreement")
+        parts.append(f"<p>{rnd['n']} random configurations at the same budget"
+                     + (f": the chosen one has a lower KL than {100 * beats:.1f} % of them"
+                        if beats is not None else "")
+                     + (f" and a higher top-1 agreement with fp32 than {100 * agree:.1f} %" if agree is not None else "")
+                     + ".</p>")
+        parts.append(_img(out / "random.png", "random configurations vs the chosen one"))
+    else:
+        parts.append("<p class='note'>No random comparison (run with <code>--compare-random N</code>).</p>")
+    return "<h2>Bit allocation</h2>\n" + "\n".join(parts)
 
 
 def _img(path: Path, alt: str) -> str:
@@ -161,6 +226,7 @@ board {html.escape(str(summary.get('hardware', {}).get('board', '')))}.</p>
 {fidelity}
 <h2>Pareto frontier</h2>
 {_img(out / "pareto.png", "Pareto frontier")}
+{_allocation_section(summary, out)}
 <h2>Per layer</h2>
 {_img(out / "layers.png", "per-layer bars")}
 {_table(["layer", "op", "bits", "sensitivity", "int8 latency", "int4 latency", "predicted", "measured"], layer_rows)}

@@ -125,6 +125,13 @@ def test_stage_commands_chain(files, capsys):
     assert main(["solve", "--sensitivity", str(d / "s.json"), "--profile", str(d / "profile.json"),
                  "--size-budget", "0.8", "--latency-estimate", "p90", "--out", str(d / "config.json")]) == 0
     assert json.loads((d / "config.json").read_text())["layers"].keys() == {"conv1", "dw", "pw", "se_fc", "fc"}
+    assert main(["solve", "--sensitivity", str(d / "s.json"), "--profile", str(d / "profile.json"),
+                 "--size-budget", "0.8", "--rerank", str(model), "--data", str(d / "calib.npz"),
+                 "--candidates", "3", "--executor", "numpy", "--out", str(d / "reranked.json")]) == 0
+    search = json.loads((d / "reranked.json").read_text())["search"]
+    assert len(search["candidates"]) == 3 and sum(c["chosen"] for c in search["candidates"]) == 1
+    chosen = next(c for c in search["candidates"] if c["chosen"])
+    assert chosen["kl"] == min(c["kl"] for c in search["candidates"]) and chosen["rank"] == search["chosen_rank"]
     assert main(["quantize", str(model), "--bits", str(d / "config.json"), "--calib", str(d / "calib.npz"),
                  "--out", str(d / "q.onnx")]) == 0
     capsys.readouterr()

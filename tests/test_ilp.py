@@ -496,3 +496,101 @@ def test_cli_solve_with_placeholder_profile_from_model(tmp_path, capsys):
     meta = json.loads(out.read_text())
     assert meta["profile_placeholder"] is True and list(meta["layers"]) == names
     assert meta["vs_all_int8"]["latency"] <= 0.8 * TOL
+
+
+# ------------------------------------------------------------- default objective and top-k
+def lexicographic_order(problem, primary, secondary, limits):
+    """All feasible assignments sorted by (Σ primary, Σ secondary): brute force."""
+    n, m = primary.shape
+    choices = np.array(list(itertools.product(range(m), repeat=n)), dtype=np.int64)
+    rows = np.arange(n)
+    ok = np.ones(len(choices), dtype=bool)
+    for metric, limit in limits.items():
+        ok &= problem.table(metric)[rows, choices].sum(axis=1) <= limit * TOL
+    choices = choices[ok]
+    p = primary[rows, choices].sum(axis=1)
+    s = secondary[rows, choices].sum(axis=1) if secondary is not None else np.zeros(len(p))
+    order = np.lexsort((s, p))
+    return choices[order], p[order], s[order]
+
+
+def test_default_objective_is_min_sensitivity_then_latency():
+    """Default: the least Σ S the budgets allow, and among equal Σ S the least latency."""
+    assert (ilp.DEFAULT_BETA, ilp.DEFAULT_GAMMA) == (1.0, 0.0)
+    rng = np.random.default_rng(2024)
+    checked = 0
+    for trial in range(20):
+        sens, prof = random_instance(rng, int(rng.integers(3, 11)))
+        if trial % 2:           # zero sensitivity on some layers: ties that only latency breaks
+            for name in list(sens["layers"])[::2]:
+                sens["layers"][name]["4"] = 0.0
+        problem = make_problem(sens, prof)
+        budgets = budgets_between(problem, rng, ["latency"])
+        limits = limits_of(problem, budgets)
+        order = lexicographic_order(problem, ilp.normalise(problem.sensitivity),
+                                    ilp.normalise(problem.seconds), limits)
+        if not len(order[0]):
+            continue
+        alloc = solve(problem, **budgets)
+        choice = problem.choice_of(alloc.bits)
+        assert problem.total("sensitivity", choice) == pytest.approx(problem.total("sensitivity", order[0][0]),
+                                                                     rel=1e-9, abs=1e-12)
+        assert problem.total("latency", choice) == pytest.approx(problem.total("latency", order[0][0]), rel=1e-7)
+        assert alloc.tie_break == "hardware" and alloc.objective_form() == "min sensitivity, then latency"
+        checked += 1
+    assert checked >= 12
+
+
+def test_default_objective_spends_the_budget_the_paper_weights_may_not():
+    # b saves as much latency as a at a twentieth of the sensitivity: β = γ = 0.5 takes it to 4
+    # bits although the budget (all-int8) does not ask for it; the default keeps every layer at 8.
+    layers = {n: {4: dict(cycles=1, seconds=0.5, bytes=1), 8: dict(cycles=2, seconds=1.0, bytes=2)} for n in "ab"}
+    problem = make_problem({"layers": {"a": 0.2, "b": 0.01}}, profile_from_mapping(layers))
+    assert solve(problem, latency="1.0").bits == {"a": 8, "b": 8}
+    paper = solve(problem, latency="1.0", beta=ilp.PAPER_BETA, gamma=ilp.PAPER_GAMMA)
+    assert paper.bits == {"a": 8, "b": 4} and paper.ratio("latency") == pytest.approx(0.75)
+    assert paper.tie_break is None and paper.objective_form() == "min 0.5·sensitivity + 0.5·latency"
+    # a budget that binds: the default spends it on the least sensitive layer
+    assert solve(problem, latency="0.75").bits == {"a": 8, "b": 4}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_solve_ranked_enumerates_the_k_best_in_order(weighted):
+    rng = np.random.default_rng(77 + weighted)
+    for trial in range(10):
+        bits = (4, 8) if trial % 3 else (2, 4, 8)
+        sens, prof = random_instance(rng, int(rng.integers(3, 8 if len(bits) == 2 else 6)), bits)
+        problem = make_problem(sens, prof, bits)
+        budgets = budgets_between(problem, rng, ["latency", "size"][: 1 + trial % 2])
+        limits = limits_of(problem, budgets)
+        kw = dict(beta=0.4, gamma=0.6) if weighted else {}
+        primary = cost_table(problem, **kw) if weighted else ilp.normalise(problem.sensitivity)
+        secondary = None if weighted else ilp.normalise(problem.seconds)
+        choices, p, s = lexicographic_order(problem, primary, secondary, limits)
+        k = 6
+        if not len(choices):
+            with pytest.raises(InfeasibleError):
+                ilp.solve_ranked(problem, k, **kw, **budgets)
+            continue
+        ranked = ilp.solve_ranked(problem, k, **kw, **budgets)
+        assert len(ranked) == min(k, len(choices))
+        assert [a.rank for a in ranked] == list(range(1, len(ranked) + 1))
+        keys = {tuple(problem.choice_of(a.bits)) for a in ranked}
+        assert len(keys) == len(ranked)                                    # no-good cuts: distinct
+        got = [(a.objective, problem.total("latency", problem.choice_of(a.bits))) for a in ranked]
+        for r, (obj, _) in enumerate(got):
+            assert obj == pytest.approx(p[r], rel=1e-7, abs=1e-10)        # the r-th best objective
+        for a in ranked:
+            assert_within(problem, a, limits)
+        assert ranked[0].bits == solve(problem, **kw, **budgets).bits
+
+
+def test_solve_ranked_stops_when_the_space_is_exhausted_and_respects_ties():
+    sens, prof = random_instance(np.random.default_rng(8), 3)
+    problem = make_problem(sens, prof)
+    assert len(ilp.solve_ranked(problem, 20)) == 8                     # 2^3 assignments
+    tied = ilp.solve_ranked(problem, 20, ties=[["layer0", "layer2"]])
+    assert len(tied) == 4 and all(a.bits["layer0"] == a.bits["layer2"] for a in tied)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="candidates"):
+            ilp.solve_ranked(problem, bad)

@@ -25,7 +25,10 @@ def test_artefacts_and_summary(first_run):
     for name in ("distilled.npz", "profile.json", "sensitivity.json", "config.json", "pareto.json",
                  "pareto.png", "quantized.onnx", "deploy.json", "summary.json", "report.html", "state.json"):
         assert (out / name).is_file(), name
-    assert [l.split(":")[0] for l in lines] == ["distill", "profile", "sensitivity", "solve", "deploy", "report"]
+    stages = [l for l in lines if not l.startswith("solve: candidate ")]
+    assert [l.split(":")[0] for l in stages] == ["distill", "profile", "sensitivity", "solve", "deploy", "report"]
+    # one progress line per ILP candidate, each measured on the distilled data
+    assert len([l for l in lines if l.startswith("solve: candidate ")]) == Settings().candidates
     t = summary["totals"]
     # the default latency budget (0.75 of all-int8) is met, and mixed lies between the uniform widths
     assert t["chosen"]["seconds"] <= 0.75 * t["int8"]["seconds"] * (1 + 1e-9)
@@ -38,6 +41,43 @@ def test_artefacts_and_summary(first_run):
     assert len(summary["layers"]) == 13 and {l["bits"] for l in summary["layers"]} == {4, 8}
     assert json.loads((out / "summary.json").read_text())["totals"] == summary["totals"]
     assert summary["hardware"]["board"] == "zcu104" and summary["hardware"]["has_power"]
+
+
+def test_candidates_reranked_by_measured_kl(first_run):
+    """The k best ILP solutions are run as quantized networks on the distilled data; the one of
+    least KL vs fp32 is deployed, and every candidate is recorded with its KL."""
+    out, summary, _ = first_run
+    search = json.loads((out / "search.json").read_text())
+    cands = search["candidates"]
+    assert len(cands) == Settings().candidates and [c["rank"] for c in cands] == list(range(1, len(cands) + 1))
+    assert len({tuple(sorted(c["bits"].items())) for c in cands}) == len(cands)       # distinct
+    sens = [c["sensitivity"] for c in cands]
+    assert sens == sorted(sens)                     # ILP order: ascending Σ S (the default objective)
+    chosen = [c for c in cands if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["kl"] == min(c["kl"] for c in cands)
+    assert chosen[0]["bits"] == {l["name"]: l["bits"] for l in summary["layers"]}
+    assert all(c["latency_ratio"] <= 0.75 * (1 + 1e-9) for c in cands)
+    config = json.loads((out / "config.json").read_text())
+    assert config["search"]["chosen_rank"] == chosen[0]["rank"] == config["ilp_rank"]
+    assert [c["kl"] for c in config["search"]["candidates"]] == [c["kl"] for c in cands]
+    assert summary["search"]["chosen_rank"] == chosen[0]["rank"] and "random" not in summary["search"]
+    assert config["objective_form"] == "min sensitivity, then latency"
+
+
+def test_compare_random_in_the_report(first_run, tmp_path):
+    out, summary, _ = first_run
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines: list[str] = []
+    s = run(Settings(out=str(copy), **{**FAST, "compare_random": 6, "candidates": 2}), log=lines.append)
+    rnd = s["search"]["random"]
+    assert rnd["n"] == 6 and len(rnd["points"]) == 6
+    assert all(p["latency_ratio"] <= 0.75 * (1 + 1e-9) for p in rnd["points"])
+    assert rnd["beats_kl"] == sum(p["kl"] > rnd["chosen"]["kl"] for p in rnd["points"]) / 6
+    page = (copy / "report.html").read_text()
+    assert "random configurations at the same budget" in page and (copy / "random.png").is_file()
+    assert any("random configuration 6/6" in l for l in lines)
 
 
 def test_rerun_reuses_every_stage(first_run):

@@ -40,9 +40,16 @@ def add_arguments(p) -> None:
     p.add_argument("--no-latency-budget", action="store_true", help="drop the default latency budget")
     p.add_argument("--beta", type=float, default=d.beta, help="weight of sensitivity (default %(default)s)")
     p.add_argument("--gamma", type=float, default=d.gamma,
-                   help="weight of hardware cost (default %(default)s)")
+                   help="weight of hardware cost (default %(default)s: the budget alone bounds it and "
+                        "breaks ties; the paper's objective is --beta 0.5 --gamma 0.5)")
     p.add_argument("--hw-metric", default=d.hw_metric,
                    help="hardware cost: latency, energy or a share 0..1 (default %(default)s)")
+    p.add_argument("--candidates", type=int, default=d.candidates, metavar="K",
+                   help="re-rank the K best ILP solutions by the quantized network's KL on the data "
+                        "(default %(default)s; 1 = the ILP optimum)")
+    p.add_argument("--compare-random", type=int, default=d.compare_random, metavar="N",
+                   help="also measure N random configurations at the same budget and plot them in the "
+                        "report (default %(default)s = off; each costs one pass over the data)")
     p.add_argument("--estimator", choices=mqe.ESTIMATORS, default=d.estimator,
                    help="sensitivity estimator (default %(default)s)")
     p.add_argument("--repeats", type=int, default=d.repeats,
@@ -66,6 +73,7 @@ def settings_from_args(args):
                     latency_budget_given=args.latency_budget is not None,
                     size_budget=args.size_budget, energy_budget=args.energy_budget,
                     beta=args.beta, gamma=args.gamma, hw_metric=args.hw_metric,
+                    candidates=args.candidates, compare_random=args.compare_random,
                     estimator=args.estimator, repeats=args.repeats, eval_images=args.eval_images,
                     seed=args.seed, executor=args.executor, force=args.force,
                     progress=show_progress() and not args.json)
@@ -119,6 +127,17 @@ def summary_text(summary: dict) -> str:
                      f"int8 {100 * f['accuracy_int8']:.2f} %)")
     lines.append("")
     lines.append("; ".join(p for p in parts if p) + f" on {summary['eval_images']} images")
+    search = summary.get("search") or {}
+    cands = search.get("candidates") or []
+    if len(cands) > 1:
+        chosen = next(c for c in cands if c.get("chosen"))
+        lines.append(f"search: ILP candidate {chosen['rank']} of {len(cands)} kept, least KL vs fp32 on the "
+                     f"{search.get('images')} data images ({chosen['kl']:.4g}; ILP optimum {cands[0]['kl']:.4g})")
+    rnd = search.get("random")
+    if rnd and rnd.get("beats_kl") is not None:
+        lines.append(f"vs {rnd['n']} random configurations at the same budget: lower KL than "
+                     f"{100 * rnd['beats_kl']:.1f} %, higher top-1 agreement than "
+                     f"{100 * rnd['beats_top1_agreement']:.1f} % (report.html)")
     relaxed = summary.get("latency_budget_relaxed")
     if relaxed:
         lines.append(f"latency budget: {relaxed['used']} of all-int8, the smallest feasible (the default "

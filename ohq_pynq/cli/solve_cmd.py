@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 import warnings
 
-from .common import format_table
+from .common import add_executor_argument, format_table
 
 HELP = "choose bits per layer by ILP under size/latency/energy budgets (writes config.json)"
 
 
 def add_arguments(p) -> None:
-    from .. import ilp, pareto
+    from .. import candidates, ilp, pareto
 
     p.add_argument("--sensitivity", required=True, metavar="S.json", help="sensitivity.json from `sensitivity`")
     src = p.add_mutually_exclusive_group(required=True)
@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--beta", type=float, default=ilp.DEFAULT_BETA,
                    help="weight of normalised sensitivity (default %(default)s)")
     p.add_argument("--gamma", type=float, default=ilp.DEFAULT_GAMMA,
-                   help="weight of normalised hardware cost (default %(default)s)")
+                   help="weight of normalised hardware cost (default %(default)s: the budgets alone bound "
+                        "it and it breaks ties; the paper's objective is --beta 0.5 --gamma 0.5)")
     p.add_argument("--hw-metric", default=ilp.DEFAULT_HW_METRIC, metavar="M",
                    help="hardware cost in the objective: latency, energy, or an energy share 0..1 "
                         "(default %(default)s)")
@@ -48,6 +49,13 @@ def add_arguments(p) -> None:
                    help="budget swept for --pareto (default latency)")
     p.add_argument("--pareto-points", type=int, default=pareto.DEFAULT_POINTS, metavar="N",
                    help="sweep points (default %(default)s)")
+    p.add_argument("--rerank", metavar="MODEL",
+                   help="re-rank the --candidates best ILP solutions by this ONNX model's quantized KL "
+                        "vs fp32 on --data, and keep the least")
+    p.add_argument("--data", metavar="DATA", help="with --rerank: images (.npz or folder), e.g. distilled.npz")
+    p.add_argument("--candidates", type=int, default=candidates.DEFAULT_CANDIDATES, metavar="K",
+                   help="with --rerank: ILP solutions measured (default %(default)s)")
+    add_executor_argument(p)
     p.add_argument("--out", required=True, metavar="config.json", help="output bit-width config")
 
 
@@ -63,6 +71,7 @@ def _parse_bits(text: str) -> list[int]:
 
 def run(args) -> int:
     from ..bitconfig import save_config
+    from ..errors import ConfigError
     from ..fileio import file_sha256
     from ..budgets import format_quantity
     from ..ilp import make_problem, solve
@@ -85,9 +94,21 @@ def run(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     ties = [[t.strip() for t in group.split(",") if t.strip()] for group in args.tie]
     budgets = {"size": args.size_budget, "latency": args.latency_budget, "energy": args.energy_budget}
-    alloc = solve(problem, beta=args.beta, gamma=args.gamma, ties=ties, hw_metric=args.hw_metric, **budgets)
+    objective = dict(beta=args.beta, gamma=args.gamma, ties=ties, hw_metric=args.hw_metric)
+    rows = None
+    if args.rerank:
+        alloc, rows = _rerank(args, problem, objective, budgets)
+    else:
+        if args.data:
+            raise ConfigError("--data is for --rerank MODEL")
+        alloc = solve(problem, **objective, **budgets)
 
     meta = alloc.metadata()
+    if rows is not None:
+        from ..candidates import RERANK_METRIC
+        meta["search"] = {"rerank_metric": RERANK_METRIC, "rerank_model": str(args.rerank),
+                          "data": str(args.data), "chosen_rank": alloc.rank,
+                          "candidates": [{k: v for k, v in r.items() if k != "bits"} for r in rows]}
     meta["sensitivity_file"] = str(args.sensitivity)
     meta["sensitivity_sha256"] = file_sha256(args.sensitivity)
     meta["estimator"] = problem.sensitivity_meta.get("estimator")
@@ -136,5 +157,27 @@ def run(args) -> int:
     if frontier is not None:
         print(f"Pareto frontier: {len(frontier.points)} points over {frontier.sweeps} {frontier.metric} budgets "
               f"-> {args.pareto}")
+    if rows is not None:
+        print(f"re-ranked by KL vs fp32 on {args.data}: kept ILP candidate {alloc.rank} of {len(rows)}")
     print(f"wrote {args.out}")
     return 0
+
+
+def _rerank(args, problem, objective, budgets):
+    """The ``--candidates`` best ILP solutions, measured as quantized networks on ``--data``."""
+    from ..candidates import ConfigScorer, rerank
+    from ..data import load_data
+    from ..errors import ConfigError
+    from ..ilp import solve_ranked
+    from ..quant import calibrate, prepare
+
+    if not args.data:
+        raise ConfigError("--rerank MODEL needs --data DATA (e.g. the run's distilled.npz)")
+    net = prepare(args.rerank, args.input_shape)
+    if sorted(net.layer_names) != sorted(problem.names):
+        raise ConfigError(f"--rerank model {args.rerank} has other layers than the profile and sensitivity")
+    x, _ = load_data(args.data, net.input_shape)
+    ranges = calibrate(net, x, executor=args.executor)
+    ranked = solve_ranked(problem, args.candidates, **objective, **budgets)
+    return rerank(ranked, ConfigScorer(net, x, ranges, executor=args.executor),
+                  lambda line: print(line, file=sys.stderr))

@@ -200,6 +200,22 @@ class OutputEdge:
     tensor: str
     relu_node: str | None
     direct_to: str | None
+    relu_max: float | None = None   # fused Clip(0, max) (ReLU6): outputs <= max; None for Relu
+
+
+def fused_activation(network: Network, node) -> tuple[bool, float | None]:
+    """Whether ``node`` can be fused into the core as its ReLU, and the upper bound it adds:
+    Relu -> (True, None); Clip(min 0, max c) (ReLU6) -> (True, c), exact because every output
+    scale of the fused tensor is calibrated on (or capped to) values <= c, so the core's clamp
+    to the largest code already clips at c."""
+    if node.op_type == "Relu":
+        return True, None
+    if node.op_type != "Clip":
+        return False, None
+    lo, hi = _clip_bounds(network, node)
+    if lo is None or lo != 0.0 or (hi is not None and not hi > 0):
+        return False, None
+    return True, hi
 
 
 OUT_BITS = 8   # bits the cores write on float-out edges
@@ -219,14 +235,15 @@ def output_edges(network: Network) -> dict[str, OutputEdge]:
         by_input.setdefault(layer.input, []).append(layer)
     edges = {}
     for layer in network.layers:
-        tensor, relu = layer.output, None
+        tensor, relu, relu_max = layer.output, None, None
         users = consumers.get(tensor, [])
-        if len(users) == 1 and users[0].op_type == "Relu" and tensor not in outputs:
-            relu, tensor = users[0].name or users[0].output[0], users[0].output[0]
+        fused = len(users) == 1 and tensor not in outputs and fused_activation(network, users[0])
+        if fused and fused[0]:
+            relu, tensor, relu_max = users[0].name or users[0].output[0], users[0].output[0], fused[1]
             users = consumers.get(tensor, [])
         targets = by_input.get(tensor, [])
         direct = targets[0].name if len(users) == 1 and len(targets) == 1 and tensor not in outputs else None
-        edges[layer.name] = OutputEdge(tensor, relu, direct)
+        edges[layer.name] = OutputEdge(tensor, relu, direct, relu_max)
     return edges
 
 
@@ -279,20 +296,25 @@ def quantize(network: Network, bits, ranges: dict[str, TensorRange], act_bits=No
         raise ConfigError(f"no calibration range for tensor(s) {missing[:3]}; calibrate this network first")
     unsigned = nonnegative_tensors(network)
     edges = output_edges(network)
+    # A fused Clip(0, c) is exact only if the core's largest code is <= c: cap those ranges.
+    cap = {e.tensor: e.relu_max for e in edges.values() if e.relu_max is not None}
+
+    def clip_of(tensor):
+        r = ranges[tensor].clip if ranges[tensor].clip > 0 else 1.0
+        return min(r, cap[tensor]) if tensor in cap else r
+
     act = {}                                  # layer -> (input scale, signed)
     for layer in network.layers:
         signed = layer.input not in unsigned
-        r = ranges[layer.input]
         _, qmax = activation_range(abits[layer.name], signed)
-        act[layer.name] = (float(np.float32((r.clip if r.clip > 0 else 1.0) / qmax)), signed)
+        act[layer.name] = (float(np.float32(clip_of(layer.input) / qmax)), signed)
     q = QuantizedNetwork(network)
     for layer in network.layers:
         act_scale, signed = act[layer.name]
         edge = edges[layer.name]
         out_scale, out_signed = None, edge.relu_node is None
         if edge.direct_to is None:
-            r_out = ranges[edge.tensor]
-            out_scale = (r_out.clip if r_out.clip > 0 else 1.0) / activation_range(OUT_BITS, out_signed)[1]
+            out_scale = clip_of(edge.tensor) / activation_range(OUT_BITS, out_signed)[1]
             out_scale = float(np.float32(out_scale))
             target = out_scale
         else:
@@ -342,12 +364,24 @@ def nonnegative_tensors(network: Network) -> set[str]:
 
 
 def _clip_min(network: Network, node) -> float | None:
-    for a in node.attribute:
-        if a.name == "min":
-            return a.f
-    if len(node.input) > 1 and node.input[1] and network.is_constant(node.input[1]):
-        return float(np.asarray(network.constant(node.input[1])).reshape(-1)[0])
-    return None
+    return _clip_bounds(network, node)[0]
+
+
+def _clip_bounds(network: Network, node) -> tuple[float | None, float | None]:
+    """(min, max) of a Clip with constant bounds (attributes before opset 11, inputs after);
+    None where absent or not constant (min None also when it is given but not constant)."""
+    attrs = {a.name: a.f for a in node.attribute if a.name in ("min", "max")}
+    bounds = []
+    for k, name in ((1, "min"), (2, "max")):
+        if name in attrs:
+            bounds.append(float(attrs[name]))
+        elif len(node.input) > k and node.input[k]:
+            if not network.is_constant(node.input[k]):
+                return None, None
+            bounds.append(float(np.asarray(network.constant(node.input[k])).reshape(-1)[0]))
+        else:
+            bounds.append(None)
+    return bounds[0], bounds[1]
 
 
 # ----------------------------------------------------------------------------------------------

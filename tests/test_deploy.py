@@ -126,3 +126,18 @@ def test_small_cnn_float_ops_on_arm():
     logits, _ = Deployment(q, make_accelerator("sim")).run(x)
     qdq = predict(q.to_onnx(), x, executor="numpy")
     assert verify(logits, qdq)["top1_agreement_vs_qdq"] == 1.0
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_fused_relu6_deployment_equals_the_qdq_model(bits):
+    """Conv -> Clip(0, 6) -> Conv: the core's ReLU and clamp to the next layer's largest code
+    (<= 6) give exactly the QDQ model's Clip -> QuantizeLinear codes, on every image."""
+    import qdq_patterns
+
+    net = prepare(qdq_patterns.clip_relu6())
+    x = np.random.default_rng(4).normal(size=(8,) + net.input_shape).astype(np.float32) * 8
+    q = quantize(net, bits, calibrate(net, x))
+    dep = Deployment(q, make_accelerator("sim"))
+    assert any(p.relu_node and "clip" in p.relu_node for p in dep.plans.values())
+    logits, _ = dep.run(x)
+    np.testing.assert_array_equal(logits, predict(q.to_onnx(), x, executor="numpy"))

@@ -54,6 +54,7 @@ LAYERS = [
                  in_signed=False),
     cm.ConvLayer(cin=40, cout=20, h=1, w=1),
     cm.ConvLayer(cin=64, cout=200, h=6, w=200, kernel=3, pads=(1, 1, 1, 1)),   # tiled on pynq-z2
+    cm.ConvLayer(cin=9216, cout=12, h=1, w=1, in_signed=False, relu=True),  # int8: input split
 ]
 
 

@@ -117,10 +117,62 @@ def test_tiled_runs_equal_the_whole_layer(layer, rng):
     assert np.array_equal(y, want) and m.runs == plan.runs
 
 
-def test_input_channels_too_deep_for_one_tile_is_refused():
+def test_input_channels_too_deep_for_one_tile_is_refused_on_a_spatial_map():
     core = cm.CoreConfig(bits=8, pe=4, simd=4, max_wdepth=16)
-    with pytest.raises(ConfigError, match="cannot run on the 8-bit core"):
+    with pytest.raises(ConfigError, match="cannot run on the 8-bit core.*only on a 1x1 output map"):
         plan_layer(cm.ConvLayer(cin=64, cout=4, h=3, w=3, kernel=3, pads=(1, 1, 1, 1)), core)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("layer", [
+    cm.ConvLayer(cin=300, cout=10, h=1, w=1, relu=True),                 # FC deeper than a tile
+    cm.ConvLayer(cin=40, cout=6, h=3, w=3, kernel=3, out_bits=4),         # window = whole input
+    cm.ConvLayer(cin=40, cout=6, h=2, w=2, kernel=3, pads=(1, 1, 0, 0)),  # ... with padding
+])
+def test_input_channel_split_reads_partial_sums_out_exactly(layer, signed, bits, rng):
+    """A 1x1-output layer whose one output tile exceeds the weight memory runs as input-channel
+    chunks: digit runs read each chunk's int32 partial sum out of the int8 outputs, the last
+    chunk requantizes with the partial sums in its bias. Exact at the extreme inputs too (the
+    largest |partial sum| the digit shifts are sized for), and the simulator counts every run."""
+    core = cm.CoreConfig(bits=bits, pe=4, simd=4, max_wdepth=16)
+    layer = cm.ConvLayer(**{**layer.__dict__, "in_signed": signed})
+    plan = plan_layer(layer, core)
+    assert any(t.digit_shift == 0 for t in plan.tiles) and plan.tiles[-1].digit_shift == -1
+    lo, hi = cm.act_range(bits, signed)
+    q = cm.weight_range(bits)[1]
+    shape_w = (layer.cout, layer.cin, layer.kernel, layer.kernel)
+    cases = [(np.full((layer.h, layer.w, layer.cin), lo if signed else hi), np.full(shape_w, -q)),
+             (rng.integers(lo, hi + 1, size=(layer.h, layer.w, layer.cin)), rng.integers(-q, q + 1, shape_w))]
+    for x, w in cases:
+        bias = rng.integers(-5000, 5000, size=layer.cout)
+        mult = rng.integers(1, 2000, size=layer.cout)
+        shift = rng.integers(10, 20, size=layer.cout)
+        want = cm.conv_reference(x, w, bias, mult, shift, layer, bits)
+
+        def run_tile(tile, xt, wt, bt, mt, st):
+            cm.check_layer(tile.layer, core)
+            return cm.conv_reference(xt, wt, bt, mt, st, tile.layer, bits), None
+
+        got, _ = run_plan(plan, x, w, bias, mult, shift, run_tile)
+        assert np.array_equal(got, want)
+        sim = SimAccelerator(_board_for(core))
+        y, m = sim.run_layer(layer, bits, x, w, Requant(bias, mult, shift, relu=layer.relu,
+                                                        out_bits=layer.out_bits, in_signed=signed))
+        assert np.array_equal(y, want) and m.runs == plan.runs
+
+
+def test_digit_shifts_cover_the_bound():
+    """Each digit fits int8 (round half up), each residual the next digit, the last shift is 0."""
+    from ohq_pynq.hw.tiling import shifts_for
+
+    assert shifts_for(127) == [0]
+    assert shifts_for(128) == [1, 0]
+    assert shifts_for(9216 * 255 * 127) == [22, 15, 8, 1, 0]
+    for bound in (1, 127, 128, 5000, 2**20 + 3):
+        s = shifts_for(bound)
+        assert bound <= 127 << s[0] and s[-1] == 0
+        assert all(a - b <= 7 for a, b in zip(s, s[1:]))
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "zcu104"])

@@ -352,3 +352,29 @@ def test_export_restores_the_batch_import_freed():
     assert _interface(q) == [("input", 1, [1, 1, 16, 16]), ("logits", 1, [1, 10])]
     net.input_batch = None
     assert _interface(quantize(net, 4, calibrate(net, x)).to_onnx()) == _interface(batch_free)
+
+
+@pytest.mark.parametrize("pattern", ["clip_relu6", "clip_relu6_opset9"])
+def test_relu6_clip_is_fused_into_the_core_like_relu(pattern):
+    """Conv -> Clip(0, 6) (ReLU6, as inputs or as opset-9 attributes) is the core's ReLU: the
+    conv's output is not quantized a second time at its own signed int8 range before the Clip,
+    the Clip output goes straight to the next layer at that layer's uint8 scale (capped to
+    6 / 255), and a Clip with a negative min is not fused."""
+    import qdq_patterns
+    from ohq_pynq.quant import output_edges
+
+    net = prepare(getattr(qdq_patterns, pattern)())
+    edges = output_edges(net)
+    first, second = net.layers[0], net.layers[1]
+    clip = next(n for n in net.model.graph.node if n.op_type == "Clip")
+    assert edges[first.name].relu_node == clip.name and edges[first.name].relu_max == 6.0
+    assert edges[first.name].tensor == clip.output[0] == second.input
+    assert edges[first.name].direct_to == second.name
+    x = np.random.default_rng(3).normal(size=(16,) + net.input_shape).astype(np.float32) * 8
+    q = quantize(net, 8, calibrate(net, x))
+    assert q.layers[second.name].act_scale <= np.float32(6.0 / 255) * (1 + 1e-7)
+    assert not q.layers[second.name].act_signed
+    model = q.to_onnx()
+    assert not any(n.name == f"{first.name}/QuantizeOutput" for n in model.graph.node)
+    narrow = prepare(qdq_patterns.clip_narrow())
+    assert output_edges(narrow)[narrow.layers[0].name].relu_node is None

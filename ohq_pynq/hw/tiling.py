@@ -11,9 +11,21 @@ The core streams activations row by row, so the height is never a limit; what ca
 
 Both splits are exact: every output element is computed by exactly one run with the same window,
 weights and requantization. What it costs is real: each output-channel run streams the
-activations again, and that is what the sim and the board measure. Splitting the *input*
-channels is not exact (the core requantizes, it does not output partial sums), so a layer whose
-single output tile is too deep is refused with a :class:`ConfigError`.
+activations again, and that is what the sim and the board measure.
+
+* the weight memory even for one output tile (a fully connected layer 9216 -> 4096 needs 1152
+  words per lane at int8): split the *input* channels, on a 1x1 output map only (FC layers, and
+  convs whose window covers the whole input). The core writes requantized values, never int32
+  partial sums, but on a 1x1 map every output channel has exactly one accumulator and bias,
+  mult and shift are per channel, so the core can read a partial sum out exactly, digit by digit
+  (*digit runs*): a run at ``mult 1, shift s`` writes ``round(p / 2^s)`` as int8, the next run
+  subtracts ``digit << s`` through the bias and reads the residual at ``s - 7``, down to shift 0
+  (``shifts_for`` gives the shifts from the worst-case |p| of the chunk). The last chunk runs
+  with the layer's own requantization and ``bias + sum of the other chunks' partial sums``
+  (int32 wrap-around, as the accumulator), so the core writes the layer's exact outputs; the ARM
+  only adds integers between runs. Each digit run streams its chunk's weights again: the cost
+  (e.g. 5 runs, 1.33x the weight stream of AlexNet's fc6 at int8) is what the sim and the board
+  measure. Spatial layers too deep for one tile are refused with a :class:`ConfigError`.
 
 Pads that the core cannot express (pad >= kernel) are applied to the input in software first.
 
@@ -34,7 +46,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import cycle_model
-from .core_model import ConvLayer, CoreConfig, check_layer, geometry, max_row_words, param_rows
+from .core_model import (ConvLayer, CoreConfig, check_layer, geometry, max_row_words, param_rows,
+                         wrap_int32)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class Tile:
     x1: int
     ox0: int
     ox1: int
+    digit_shift: int = -1     # >= 0: a digit run of a partial sum (mult 1 at this shift, see module doc)
 
 
 @dataclass(frozen=True)
@@ -187,10 +201,7 @@ def _plan(layer: ConvLayer, core: CoreConfig) -> Plan:
             while t >= 1 and not fits(cin_g, min(cout_g, t * core.pe), 1):
                 t = t - 1 if t <= 8 else t * 3 // 4
             if t < 1:
-                chunks = -(-cin_g // core.ch)
-                _refuse(layer, core, f"one output tile needs {k * k * chunks} weight words per lane "
-                                     f"(the core has {core.max_wdepth}) or {chunks} words per pixel "
-                                     "(input channels cannot be split exactly)")
+                return _plan_input_split(layer, base, prepad, core)
             for g in range(g_total):
                 for t0, t1 in _split(tiles_g, -(-tiles_g // t)):
                     c0, c1 = g * cout_g + t0 * core.pe, g * cout_g + min(cout_g, t1 * core.pe)
@@ -222,6 +233,60 @@ def _plan(layer: ConvLayer, core: CoreConfig) -> Plan:
     return Plan(layer=layer, prepad=prepad, tiles=tuple(tiles))
 
 
+DIGIT_BITS = 7     # bits a digit run adds below the previous one (int8 output, round half up)
+
+
+def partial_sum_bound(layer: ConvLayer, cin: int, bits: int) -> int:
+    """Largest |sum of x * w| over ``cin`` input channels of ``layer``'s window at ``bits``."""
+    x_max = (1 << bits) - 1 if not layer.in_signed else 1 << (bits - 1)
+    w_max = (1 << (bits - 1)) - 1
+    return layer.kernel * layer.kernel * cin * x_max * w_max
+
+
+def shifts_for(bound: int) -> list[int]:
+    """Shifts of the digit runs that read a partial sum |p| <= ``bound`` out exactly: the first
+    ``s0`` has ``bound <= 127 * 2^s0`` (its rounded digit fits int8), each next is 7 lower (the
+    residual is within half of the previous step), the last 0."""
+    s0 = 0
+    while bound > 127 * (1 << s0):
+        s0 += 1
+    shifts = [s0]
+    while shifts[-1] > 0:
+        shifts.append(max(0, shifts[-1] - DIGIT_BITS))
+    return shifts
+
+
+def _plan_input_split(layer: ConvLayer, base: ConvLayer, prepad: tuple, core: CoreConfig) -> Plan:
+    """Runs over input-channel chunks of a 1x1-output layer (module docstring: digit runs)."""
+    k = layer.kernel
+    if layer.groups != 1 or base.oh != 1 or base.ow != 1:
+        chunks = -(-layer.cin_g // core.ch)
+        _refuse(layer, core, f"one output tile needs {k * k * chunks} weight words per lane "
+                             f"(the core has {core.max_wdepth}); input channels are split only on a "
+                             "1x1 output map")
+    per_lane = core.max_wdepth // (k * k)             # words of one tile's window per lane
+    cmax = per_lane * core.ch                         # input channels of the largest chunk
+    if cmax < 1:
+        _refuse(layer, core, f"a {k}x{k} window of one word per lane exceeds {core.max_wdepth} words")
+    # The last (requantizing) chunk is the largest; the others are read out by digit runs.
+    last = (layer.cin - cmax, layer.cin)
+    others = [(c0, min(c0 + cmax, last[0])) for c0 in range(0, last[0], cmax)]
+    digit_layer = replace(base, relu=False, out_bits=8, out_signed=True)
+    tiles_g = -(-layer.cout // core.pe)
+    tiles = []
+    for t0, t1 in _split(tiles_g, tiles_g):           # one PE tile per run (its window fills the lanes)
+        c0, c1 = t0 * core.pe, min(layer.cout, t1 * core.pe)
+        for cin0, cin1 in others:
+            sub = replace(digit_layer, cin=cin1 - cin0, cout=c1 - c0)
+            check_layer(sub, core)
+            for s in shifts_for(partial_sum_bound(layer, cin1 - cin0, core.bits)):
+                tiles.append(Tile(sub, cin0, cin1, c0, c1, 0, base.w, 0, 1, digit_shift=s))
+        sub = replace(base, cin=last[1] - last[0], cout=c1 - c0)
+        check_layer(sub, core)
+        tiles.append(Tile(sub, last[0], last[1], c0, c1, 0, base.w, 0, 1))
+    return Plan(layer=layer, prepad=prepad, tiles=tuple(tiles))
+
+
 def tile_inputs(plan: Plan, tile: Tile, x: np.ndarray, w: np.ndarray, bias, mult, shift):
     """Slices of the layer's tensors for one run: (x, w, bias, mult, shift).
 
@@ -230,7 +295,8 @@ def tile_inputs(plan: Plan, tile: Tile, x: np.ndarray, w: np.ndarray, bias, mult
     """
     xs = x[:, tile.x0:tile.x1, tile.cin0:tile.cin1]
     sl = slice(tile.cout0, tile.cout1)
-    return xs, w[sl], np.asarray(bias)[sl], np.asarray(mult)[sl], np.asarray(shift)[sl]
+    ws = w[sl, tile.cin0:tile.cin1] if plan.layer.groups == 1 else w[sl]
+    return xs, ws, np.asarray(bias)[sl], np.asarray(mult)[sl], np.asarray(shift)[sl]
 
 
 def prepad_input(plan: Plan, x: np.ndarray) -> np.ndarray:
@@ -272,9 +338,25 @@ def run_plan(plan: Plan, x, w, bias, mult, shift, run_tile) -> tuple[np.ndarray,
     ow = max(t.ox1 for t in plan.tiles)
     y = np.zeros((oh, ow, layer.cout), dtype=np.int64)
     infos = []
+    done = np.zeros(layer.cout, dtype=np.int64)      # input-split: partial sums read out so far
+    digits = np.zeros(layer.cout, dtype=np.int64)    # the chunk being read out, digits so far
     for tile in plan.tiles:
-        yt, info = run_tile(tile, *tile_inputs(plan, tile, x, w, bias, mult, shift))
-        y[:, tile.ox0:tile.ox1, tile.cout0:tile.cout1] = yt
+        xt, wt, bt, mt, st = tile_inputs(plan, tile, x, w, bias, mult, shift)
+        sl = slice(tile.cout0, tile.cout1)
+        if tile.digit_shift >= 0:                    # a digit run: mult 1, bias -digits so far
+            n = tile.cout1 - tile.cout0
+            bt = wrap_int32(-digits[sl])
+            mt, st = np.ones(n, dtype=np.int64), np.full(n, tile.digit_shift, dtype=np.int64)
+            yt, info = run_tile(tile, xt, wt, bt, mt, st)
+            digits[sl] += np.asarray(yt, dtype=np.int64).reshape(n) << tile.digit_shift
+            if tile.digit_shift == 0:                # the chunk's partial sum is exact now
+                done[sl] += digits[sl]
+                digits[sl] = 0
+        else:
+            if tile.cin1 - tile.cin0 < w.shape[1]:  # the last chunk: bias + the other chunks
+                bt = wrap_int32(np.asarray(bt, dtype=np.int64) + done[sl])
+            yt, info = run_tile(tile, xt, wt, bt, mt, st)
+            y[:, tile.ox0:tile.ox1, tile.cout0:tile.cout1] = yt
         infos.append(info)
     return y, infos
 

@@ -287,7 +287,7 @@ def test_cycles_reference_matches_the_geometry():
     rows = json.loads((Path(__file__).resolve().parents[1] / "vivado" / "cycles_reference.json").read_text())
     assert len(rows) >= 30 and {r["bits"] for r in rows} == {4, 8}
     assert {r["mode"] for r in rows} == {"line-buffer", "weight-streaming", "depthwise"}
-    assert {r["lowering"] for r in rows} == {"", "im2col", "subsample"}
+    assert {r["lowering"] for r in rows} == {"", "im2col", "subsample", "dwsplit"}
     for r in rows:
         core = cm.CoreConfig(bits=r["bits"], pe=r["pe"], simd=r["simd"], bus_bytes=r["bus_bytes"],
                              max_row_words=r["max_row_words"], max_wdepth=r["max_wdepth"],

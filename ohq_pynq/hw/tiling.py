@@ -37,6 +37,12 @@ Two exact rewrites make layers fit the lanes before any split (``Plan.lowering``
   map. Taken when the cycle model says it is faster.
 * ``"subsample"``: a strided 1x1 layer reads only every ``stride``-th row and column, so the
   driver streams just those and the core runs it at stride 1 (a quarter of the stream).
+
+And one split for speed, not fit (``Plan.lowering == "dwsplit"``): a depthwise layer whose words
+per pixel (``cpp``) fill the lanes badly (88 int8 channels = 11 words on 8 lanes: two tiles,
+the second 3/8 full) runs as two channel ranges that each pack the lanes well (64 + 24 channels:
+8 words, one full tile; 3 words, 2 pixels a step), when the cycle model says the two runs plus
+``SPLIT_RUN_ALLOWANCE`` are faster than one.
 """
 from __future__ import annotations
 
@@ -46,8 +52,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import cycle_model
-from .core_model import (ConvLayer, CoreConfig, check_layer, geometry, max_row_words, param_rows,
-                         wrap_int32)
+from .core_model import (ConvLayer, CoreConfig, check_layer, depthwise_mode, geometry,
+                         max_row_words, param_rows, wrap_int32)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class Plan:
     layer: ConvLayer
     prepad: tuple
     tiles: tuple
-    lowering: str = ""        # "", "im2col" or "subsample" (see the module docstring)
+    lowering: str = ""        # "", "im2col", "subsample" or "dwsplit" (module docstring)
 
     @property
     def runs(self) -> int:
@@ -92,6 +98,12 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
         out.append((lo, hi))
         lo = hi
     return out
+
+
+# Cycles charged per extra run when deciding a speed split ("dwsplit"): the register writes and
+# DMA start of one more run (~20 AXI4-Lite writes and two DMA programmings, a few microseconds
+# from a compiled driver). An allowance, not a measurement: the board overhead model should set it.
+SPLIT_RUN_ALLOWANCE = 256
 
 
 def _refuse(layer: ConvLayer, core: CoreConfig, why: str):
@@ -138,7 +150,47 @@ def plan_layer(layer: ConvLayer, core: CoreConfig) -> Plan:
     if lowering:
         inner = _plan(lowered_layer(layer, lowering), core)
         return Plan(layer=layer, prepad=(0, 0, 0, 0), tiles=inner.tiles, lowering=lowering)
-    return _plan(layer, core)
+    plan = _plan(layer, core)
+    if depthwise_mode(layer, core) and plan.runs == 1:
+        return _depthwise_split(layer, core, plan)
+    return plan
+
+
+def _channel_range(plan: Plan, c0: int) -> tuple:
+    """``plan``'s tiles (of a depthwise sub-layer) moved to channels starting at ``c0``."""
+    return tuple(replace(t, cin0=t.cin0 + c0, cin1=t.cin1 + c0, cout0=t.cout0 + c0,
+                         cout1=t.cout1 + c0) for t in plan.tiles)
+
+
+def _depthwise_split(layer: ConvLayer, core: CoreConfig, plan: Plan) -> Plan:
+    """``plan`` or, if faster by the cycle model (+ ``SPLIT_RUN_ALLOWANCE``), the layer as two
+    depthwise runs over channels [0, n) and [n, cin), n a whole number of words chosen so that
+    each part fills the lanes (whole tiles of ``pe`` words, or a divisor of ``pe`` words)."""
+    ch, pe = core.ch, core.pe
+    cpp = -(-layer.cin // ch)
+    if cpp < 2:
+        return plan
+    best = (cycle_model.cycles(plan.tiles[0].layer, core), None)
+    # First part: n1 words that pack exactly (multiple of pe, or a divisor of pe).
+    cands = {m * pe for m in range(1, cpp // pe + 1)} | {d for d in range(1, pe + 1) if pe % d == 0}
+    for n1 in sorted(c for c in cands if 0 < c < cpp):
+        n = n1 * ch
+        parts = [replace(layer, cin=n, cout=n, groups=n),
+                 replace(layer, cin=layer.cin - n, cout=layer.cout - n, groups=layer.cout - n)]
+        if not all(_fits(p, core) and depthwise_mode(p, core) for p in parts):
+            continue
+        total = sum(cycle_model.cycles(p, core) for p in parts) + SPLIT_RUN_ALLOWANCE
+        if total < best[0]:
+            best = (total, n)
+    if best[1] is None:
+        return plan
+    n = best[1]
+    lo = _plan(replace(layer, cin=n, cout=n, groups=n), core)
+    hi = _plan(replace(layer, cin=layer.cin - n, cout=layer.cout - n, groups=layer.cout - n), core)
+    if lo.runs != 1 or hi.runs != 1 or lo.prepad != plan.prepad or hi.prepad != plan.prepad:
+        return plan
+    return Plan(layer=layer, prepad=plan.prepad, tiles=lo.tiles + _channel_range(hi, n),
+                lowering="dwsplit")
 
 
 def _plan(layer: ConvLayer, core: CoreConfig) -> Plan:

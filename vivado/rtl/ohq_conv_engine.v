@@ -21,7 +21,8 @@ module ohq_conv_engine #(
     parameter integer MAX_ROW_WORDS = 1024,// power of two
     parameter integer MAX_WDEPTH = 1024,
     parameter integer MAX_TILES = 256,
-    parameter integer LUT_MULS = (BITS == 4) ? 1 : 0  // 1: MAC multipliers as LUT shift-add
+    parameter integer LUT_MULS = (BITS == 4) ? 1 : 0  // MAC multipliers (ohq_mul_word): 0 DSP48,
+                                                      // 1 LUT shift-add, 2 (int4) two per DSP48
 ) (
     input  wire                   clk,
     input  wire                   rst_n,
@@ -563,31 +564,13 @@ module ohq_conv_engine #(
                 end
             end
 
-            // S3: products of the CH elements of the word.
+            // S3: products of the CH elements of the word (ohq_mul_word, below).
             reg [CH*PW-1:0] prod3;
+            wire [CH*PW-1:0] pr_bus;
+            ohq_mul_word #(.BITS(BITS), .CH(CH), .LUT_MULS(LUT_MULS)) u_mul (
+                .x(a2[CH*BITS-1:0]), .w(w2[CH*BITS-1:0]), .x_signed(c_in_signed), .p(pr_bus));
+            always @(posedge clk) if (adv_f) prod3 <= pr_bus;
             for (e = 0; e < CH; e = e + 1) begin : mul
-                wire [BITS-1:0] xa = a2[e*BITS +: BITS];
-                wire [BITS-1:0] wb = w2[e*BITS +: BITS];
-                wire signed [BITS:0] xs = {c_in_signed & xa[BITS-1], xa};
-                wire signed [PW-1:0] pr;
-                if (LUT_MULS != 0) begin : lut
-                    // x * w = sum_{i < BITS-1} w[i] (x << i) - w[BITS-1] (x << (BITS-1)):
-                    // adders only, so synthesis keeps these small products out of the DSPs.
-                    wire signed [PW-1:0] xe = {{(PW-BITS-1){xs[BITS]}}, xs};
-                    reg signed [PW-1:0] sa;
-                    integer j;
-                    always @* begin
-                        sa = {PW{1'b0}};
-                        for (j = 0; j < BITS - 1; j = j + 1)
-                            if (wb[j]) sa = sa + (xe <<< j);
-                        if (wb[BITS-1]) sa = sa - (xe <<< (BITS - 1));
-                    end
-                    assign pr = sa;
-                end else begin : dsp
-                    wire signed [BITS-1:0] wsg = wb;
-                    assign pr = xs * wsg;
-                end
-                always @(posedge clk) if (adv_f) prod3[e*PW +: PW] <= pr;
 
                 // Depthwise: element-wise accumulate into S4 (no wrap: <= 49 products).
                 reg signed [AWD-1:0] dacc;

@@ -10,7 +10,8 @@ TB = Path(__file__).resolve().parent
 VIVADO = TB.parent
 ROOT = VIVADO.parent
 RTL = VIVADO / "rtl"
-SOURCES = [RTL / n for n in ("ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v")]
+SOURCES = [RTL / n for n in ("ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v",
+                                     "ohq_mul_word.v")]
 
 
 def run_cocotb(name: str, params: dict, test_module: str = "conv_tb", testcase=None,

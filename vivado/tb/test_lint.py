@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 RTL = Path(__file__).resolve().parents[1] / "rtl"
-SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v"]
+SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v",
+           "ohq_mul_word.v"]
 PARAMS = {
     "defaults": {},
     "int4_pe8_simd8": dict(BITS=4),
@@ -17,6 +18,8 @@ PARAMS = {
     "int8_pe2_simd16_lutmul": dict(PE=2, SIMD=16, LUT_MULS=1),
     "int8_pe8_simd4_no_depthwise": dict(PE=8, SIMD=4),
     "int4_pe8_simd16_bus16_dspmul": dict(BITS=4, SIMD=16, BUS_BYTES=16, LUT_MULS=0),
+    "int4_pe8_simd8_dsp2": dict(BITS=4, LUT_MULS=2),
+    "int4_pe16_simd16_bus16_dsp2": dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, LUT_MULS=2),
     "int8_pe16_simd16_bus16": dict(PE=16, SIMD=16, BUS_BYTES=16),
 }
 

@@ -8,7 +8,8 @@ Cin=3 stem as im2col), roof_cycles = MACs / (PE * SIMD * pack), utilisation = ro
 rtl_cycles, mac_utilisation = roof_cycles / MAC-active cycles (lane occupancy) and model_cycles
 (ohq_pynq/hw/cycle_model.py, which must equal rtl_cycles).
 
-    python vivado/tools/cycles.py [--only SUBSTRING] [--subset] [--out PATH]
+    python vivado/tools/cycles.py [--only SUBSTRING] [--subset] [--core NAME] [--out PATH]
+    python vivado/tools/cycles.py --merge a.json b.json --out PATH    # join/update rows
 
 ``--subset`` runs the few rows of SUBSET (what CI regenerates, vivado/tb/test_cycle_table.py).
 """
@@ -140,10 +141,24 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=VIVADO / "build" / "cycles.json")
     parser.add_argument("--only", default=None, help="substring filter on layer names")
     parser.add_argument("--subset", action="store_true", help="only the rows CI regenerates")
+    parser.add_argument("--core", default=None, choices=sorted(CORES), help="one core only")
+    parser.add_argument("--merge", type=Path, nargs="*", default=(),
+                        help="instead of simulating, merge these outputs (e.g. one per --core)")
     args = parser.parse_args(argv)
     layers = [(n, l) for n, l in LAYERS if (not args.only or args.only in n)
               and (not args.subset or n in SUBSET)]
-    rows = measure_table(layers)
+    if args.merge:
+        # Later files replace the rows (name, bits) of earlier ones: merge the per-core runs, or
+        # update a few re-measured rows of the reference table (--merge cycles_reference.json new.json).
+        merged: dict = {}
+        for p in args.merge:
+            for r in json.loads(p.read_text()):
+                merged[(r["name"], r["bits"])] = r
+        order = [n for n, _ in LAYERS]
+        rows = sorted(merged.values(), key=lambda r: (-r["bits"], order.index(r["name"])))
+    else:
+        cores = {args.core: CORES[args.core]} if args.core else CORES
+        rows = measure_table(layers, cores)
     if rows is None:
         return 1
     hdr = f"{'layer':24s} {'bits':>4s} {'k':>2s} {'s':>2s} {'cin':>4s} {'cout':>4s} {'hw':>3s} " \

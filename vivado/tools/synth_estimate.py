@@ -20,22 +20,37 @@ from pathlib import Path
 
 VIVADO = Path(__file__).resolve().parents[1]
 RTL = VIVADO / "rtl"
-SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v"]
+SOURCES = ["ohq_conv.v", "ohq_conv_engine.v", "ohq_gearbox.v", "ohq_out_packer.v",
+           "ohq_mul_word.v"]
 
-# name -> (family, parameters); the per-board candidates of ohq_pynq/hw/boards.json.
+# name -> (family, parameters): the per-board candidates of ohq_pynq/hw/boards.json.
+# LUT_MULS: 0 one product per DSP48, 1 LUT shift-add multipliers, 2 (int4) two products per DSP48.
 M1K = dict(MAX_ROW_WORDS=1024, MAX_WDEPTH=1024, MAX_TILES=256)      # 8 x 1024-word line buffer
 M512 = dict(MAX_ROW_WORDS=512, MAX_WDEPTH=512, MAX_TILES=128)
 CONFIGS = {
     # PYNQ-Z2 (xc7z020, 64-bit HP port)
-    "z7_int8_pe8_simd8": ("xc7", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
-    "z7_int4_pe8_simd8": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, **M1K)),
-    "z7_int4_pe16_simd8": ("xc7", dict(BITS=4, PE=16, SIMD=8, BUS_BYTES=8, **M1K)),
+    "z7_int8_pe8_simd8": ("xc7", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=0, **M1K)),
+    "z7_int4_pe8_simd8_dsp2": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=2, **M1K)),
+    "z7_int4_pe8_simd8_lut": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=1, **M1K)),
     # Ultra96-V2 (xczu3eg), KV260 (xck26), ZCU104 (xczu7ev): 128-bit HP ports
-    "zu_int8_pe8_simd16": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
-    "zu_int4_pe8_simd16": ("xcup", dict(BITS=4, PE=8, SIMD=16, BUS_BYTES=16, **M1K)),
-    "zu_int8_pe16_simd16": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
-    "zu_int4_pe16_simd16": ("xcup", dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, **M1K)),
-    "zu_int8_pe8_simd16_m512": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, **M512)),
+    "zu_int8_pe8_simd8": ("xcup", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=16, LUT_MULS=0, **M1K)),
+    "zu_int8_pe8_simd16": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, LUT_MULS=0, **M1K)),
+    "zu_int4_pe8_simd16_dsp2": ("xcup", dict(BITS=4, PE=8, SIMD=16, BUS_BYTES=16, LUT_MULS=2, **M1K)),
+    "zu_int8_pe16_simd16": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, LUT_MULS=0, **M1K)),
+    "zu_int4_pe16_simd16_dsp2": ("xcup", dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, LUT_MULS=2, **M1K)),
+    "zu_int8_pe8_simd16_m512": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, LUT_MULS=0, **M512)),
+    "zu_int4_pe16_simd16_dsp2_m512": ("xcup", dict(BITS=4, PE=16, SIMD=16, BUS_BYTES=16, LUT_MULS=2, **M512)),
+}
+
+
+# The MAC array of one lane alone (rtl/ohq_mul_word.v: one word's products), per multiplier
+# style: seconds to synthesise, so the multiplier choice is measured even where a whole core
+# does not finish on a busy machine.
+MUL_CONFIGS = {
+    f"mul_{fam}_int{b}_ch{ch}_{style}": (fam, dict(BITS=b, CH=ch, LUT_MULS=m))
+    for fam in ("xc7", "xcup")
+    for b, ch, style, m in ((8, 8, "dsp", 0), (8, 8, "lut", 1), (4, 16, "dsp", 0),
+                            (4, 16, "lut", 1), (4, 16, "dsp2", 2))
 }
 
 
@@ -66,11 +81,21 @@ def parse_stat(text: str) -> dict:
             "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")), "cells": cells}
 
 
+def mul_script(family: str, params: dict) -> str:
+    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+    return (f"read_verilog {RTL / 'ohq_mul_word.v'}; chparam {chparam} ohq_mul_word; "
+            f"synth_xilinx -top ohq_mul_word -family {family} -flatten; tee -q -o {{stat}} stat; "
+            "tee -q -o {ltp} ltp -noff")
+
+
 def run(name: str, family: str, params: dict, depth: bool = False) -> dict:
     t0 = time.time()
+    mul = name.startswith("mul_")
+    depth = depth or mul
     with tempfile.TemporaryDirectory() as tmp:
         stat, ltp = Path(tmp) / "stat.txt", Path(tmp) / "ltp.txt"
-        script = yosys_script(family, params, depth).format(stat=stat, ltp=ltp)
+        script = (mul_script(family, params) if mul else yosys_script(family, params, depth)).format(
+            stat=stat, ltp=ltp)
         proc = subprocess.run(["yosys", "-q", "-p", script], capture_output=True, text=True, check=False)
         if proc.returncode or not stat.exists():
             raise SystemExit(f"yosys failed for {name}:\n{proc.stderr[-2000:]}")
@@ -79,7 +104,7 @@ def run(name: str, family: str, params: dict, depth: bool = False) -> dict:
         if depth and ltp.exists():
             m = re.search(r"length=(\d+)", ltp.read_text())
             extra["logic_depth_cells"] = int(m.group(1)) if m else None
-    idx = text.rfind("=== ohq_conv ===")
+    idx = text.rfind("=== ohq_mul_word ===" if mul else "=== ohq_conv ===")
     res = parse_stat(text[idx:] if idx >= 0 else text)
     return {"name": name, "family": family, **params, **res, **extra, "seconds": round(time.time() - t0)}
 
@@ -94,12 +119,14 @@ def main(argv=None) -> int:
     if shutil.which("yosys") is None:
         print("yosys is not installed (apt install yosys)", file=sys.stderr)
         return 1
-    todo = [(n, *c) for n, c in CONFIGS.items() if not args.only or args.only in n]
+    configs = {**CONFIGS, **MUL_CONFIGS}
+    todo = [(n, *c) for n, c in configs.items() if not args.only or args.only in n]
     with ThreadPoolExecutor(args.jobs) as ex:
         rows = list(ex.map(lambda t: run(*t, depth=args.depth), todo))
-    print(f"{'config':22s} {'LUT':>7s} {'FF':>7s} {'DSP':>5s} {'BRAM36':>6s}")
+    print(f"{'config':30s} {'LUT':>7s} {'FF':>7s} {'DSP':>5s} {'BRAM36':>6s} {'CARRY':>6s} {'depth':>5s}")
     for r in rows:
-        print(f"{r['name']:22s} {r['lut']:7d} {r['ff']:7d} {r['dsp']:5d} {r['bram36']:6.1f}")
+        print(f"{r['name']:30s} {r['lut']:7d} {r['ff']:7d} {r['dsp']:5d} {r['bram36']:6.1f} "
+              f"{r['carry']:6d} {r.get('logic_depth_cells', '-')!s:>5s}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else []
     merged = {r["name"]: r for r in old}

@@ -109,6 +109,9 @@ def section() -> str:
                      f"{100 * s['max_abs_error']:.2f} %, mean {100 * s['mean_abs_error']:.2f} %.")
     else:
         lines.append("not run")
+    sy = _load("synth")
+    lines += ["", "### Resources, yosys `synth_xilinx` (`make -C vivado synth-estimate boards`)", ""]
+    lines += _synth(sy) if sy else ["not run"]
     i = _load("ilp")
     lines += ["", "### ILP (`bench/ilp.py`)", ""]
     if i:
@@ -118,6 +121,40 @@ def section() -> str:
     else:
         lines.append("not run")
     return "\n".join(lines)
+
+
+def _synth(sy) -> list[str]:
+    out = []
+    muls = [c for c in sy["configs"] if c["name"].startswith("mul_")]
+    if muls:
+        out += ["MAC array of one lane word (`rtl/ohq_mul_word.v`: int8 8 products, int4 16 products, "
+                "combinational), per multiplier style (`LUT_MULS` 0 = one product per DSP48, 1 = LUT "
+                "shift-add, 2 = two int4 products per DSP48); logic depth = yosys `ltp -noff` cells:", ""]
+        out += _table(["family", "bits", "products", "multipliers", "LUT", "CARRY", "DSP48",
+                       "products / DSP", "logic depth"],
+                      [[c["family"], c["BITS"], c["CH"], {0: "DSP", 1: "LUT", 2: "2 per DSP"}[c["LUT_MULS"]],
+                        c["lut"], c["carry"], c["dsp"], f"{c['CH'] / c['dsp']:.0f}" if c["dsp"] else "–",
+                        c.get("logic_depth_cells", "–")] for c in muls])
+    cores = [c for c in sy["configs"] if not c["name"].startswith("mul_")]
+    if cores:
+        out += ["", "Whole cores:", ""]
+        out += _table(["config", "LUT", "FF", "DSP48", "BRAM36", "logic depth"],
+                      [[c["name"], c["lut"], c["ff"], c["dsp"], c["bram36"], c.get("logic_depth_cells", "–")]
+                       for c in cores])
+    rows = []
+    for b, r in sy.get("boards", {}).items():
+        if r.get("chosen"):
+            rows.append([b, r["chosen"]["8"], r["chosen"]["4"],
+                         " / ".join(f"{100 * r['use'][k]:.0f} %" for k in ("lut", "ff", "dsp", "bram36"))])
+        else:
+            kc, ku = r.get("kept_cores", {}), r.get("kept_use") or {}
+            rows.append([b, kc.get("8", "–"), kc.get("4", "–"),
+                         " / ".join(f"{100 * ku[k]:.0f} %" for k in ("lut", "ff", "dsp", "bram36") if k in ku)
+                         + " (RTL 1.0 estimates; not re-synthesised)"])
+    if rows:
+        out += ["", f"Per board (cores + DMA allowance within {100 * sy['limit']:.0f} % of each resource):", ""]
+        out += _table(["board", "int8 core", "int4 core", "LUT / FF / DSP / BRAM use"], rows)
+    return out
 
 
 def _engine(e) -> list[str]:

@@ -351,7 +351,7 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
                 if v.size <= 4096:
                     values[name] = v
                 t = graph.initializer.add()       # written in place: no copy of large weights
-                t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(v), name))
+                t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(v).reshape(v.shape), name))  # keeps 0-d
                 init_by_name[name] = t
                 new_inits.append(t)
                 del v

@@ -315,3 +315,28 @@ def test_light_models_quantize_on_the_numpy_engine(name):
     assert "Softmax" in ops[-3:] and ops.count("DequantizeLinear") >= 2 * len(net.layers)
     y = Engine(qdq).run(np.concatenate([x, x[:1]]))[qdq.graph.output[0].name]
     assert y.shape[0] == 3 and np.allclose(y.reshape(3, -1).sum(axis=1), 1, atol=1e-4)
+
+
+def test_folded_scalar_constants_stay_scalars():
+    """ShuffleNetV2's channel shuffle (TorchScript export): Gather(Shape(x), Constant scalar) ->
+    Unsqueeze -> Concat -> Reshape. Folding the Constant must keep it 0-d: a 1-element vector
+    makes the Gather output rank 1, the Unsqueeze rank 2, and shape inference of the Concat
+    fails ("All inputs to Concat must have same rank")."""
+    ort = pytest.importorskip("onnxruntime")
+    scalar = helper.make_tensor("v", TensorProto.INT64, [], [0])
+    nodes = [helper.make_node("Constant", [], ["zero"], value=scalar),
+             helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+             helper.make_node("Concat", ["n1", "rest"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    model = model_of(nodes, ("B", 4, 2, 2), ["B", 2, 2, 2, 2],
+                     [arr("axes", np.array([0], np.int64)), arr("rest", np.array([2, 2, 2, 2], np.int64))],
+                     opset=17)
+    out, _ = normalize.normalize(model)
+    inits = {t.name: t for t in out.graph.initializer}
+    assert list(inits["zero"].dims) == []
+    normalize.infer_shapes(out, strict=True)
+    x = np.random.default_rng(0).standard_normal((3, 4, 2, 2)).astype(np.float32)
+    sess = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], x.reshape(3, 2, 2, 2, 2))

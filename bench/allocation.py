@@ -32,9 +32,10 @@ below the best coarse point; at each the search's config is scored on the test i
 ``--prep-cache DIR`` (default ``bench/.cache/allocation``) keeps distilled data, sensitivities and
 every config's test accuracy and KL (keyed by the model file's SHA-256), so reruns take seconds.
 
-    python bench/allocation.py [--models ...] [--boards pynq-z2 zcu104] [--random 40] [--images 500]
+    python bench/allocation.py [--models ...] [--boards pynq-z2 zcu104] [--random 40] [--images 2000]
 
-On a shared 2-core machine, one process per model, then merge:
+About 10 minutes per model and board on an idle 2-core machine (20 under load); cached reruns take
+seconds. One process per model and board, then merge (what produced the committed JSON):
 
     python bench/allocation.py --models digits_resnet_bn --check-models digits_resnet_bn --out /tmp/a.json &
     python bench/allocation.py --models digits_mbv3_bn --check-models digits_mbv3_bn digits_mbv3_dynamo \
@@ -319,7 +320,7 @@ def main(argv=None) -> int:
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
     ap.add_argument("--budgets", nargs="*", type=float, default=list(BUDGETS))
     ap.add_argument("--random", type=int, default=40)
-    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--images", type=int, default=2000, help="test images (default: the whole split)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--executor", default="onnxruntime", choices=["onnxruntime", "numpy", "auto"])
     ap.add_argument("--prep-cache", default=str(ROOT / "bench" / ".cache" / "allocation"), metavar="DIR",

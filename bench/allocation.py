@@ -37,10 +37,11 @@ every config's test accuracy and KL (keyed by the model file's SHA-256), so reru
 About 10 minutes per model and board on an idle 2-core machine (20 under load); cached reruns take
 seconds. One process per model and board, then merge (what produced the committed JSON):
 
-    python bench/allocation.py --models digits_resnet_bn --check-models digits_resnet_bn --out /tmp/a.json &
+    python bench/allocation.py --models digits_resnet_bn --check-models digits_resnet_bn --boards zcu104 --out /tmp/a.json &
     python bench/allocation.py --models digits_mbv3_bn --check-models digits_mbv3_bn digits_mbv3_dynamo \
-        digits_mbv3_folded digits_resnet_folded --out /tmp/b.json
-    python bench/allocation.py --merge /tmp/a.json /tmp/b.json
+        digits_mbv3_folded digits_resnet_folded --boards zcu104 --out /tmp/b.json
+    (the same with --boards pynq-z2 into /tmp/c.json and /tmp/d.json)
+    python bench/allocation.py --merge /tmp/a.json /tmp/b.json /tmp/c.json /tmp/d.json
 """
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ def normalize(model: onnx.ModelProto, source: str = "<model>") -> tuple[onnx.Mod
     model = convert_opset(model, source)
     batch = _free_input_batch(model)
     fold_constants(model)
+    batch_reshapes(model)
     sum_to_add(model)
     drop_noops(model)
     if batch is not None:
@@ -367,6 +368,92 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
                 graph.node.append(helper.make_node("Identity", [t.name], [t.name[:-len(".constant")]]))
         drop_unused_initializers(model)
     return model
+
+
+def batch_reshapes(model: onnx.ModelProto, max_passes: int = 256) -> onnx.ModelProto:
+    """Reshape targets built at run time from the input's batch (TorchScript's ``x.view(x.size(0),
+    ...)``: ``Concat(Unsqueeze(Gather(Shape(t), 0)), constants)``, e.g. ShuffleNetV2's channel
+    shuffle) become constants ``[0, constants]`` ("copy dim 0") where ``t`` and the reshaped
+    tensor share the symbolic batch dim; the shape arithmetic left unused is removed. Shape
+    inference cannot follow such a Reshape (the layers after it had no spatial size, 0 MACs), so
+    each pass folds the shape arithmetic that became static and frees the next ones. In place."""
+    for _ in range(max_passes):
+        if not _batch_reshape_pass(model):
+            break
+        fold_constants(model)        # the shapes after the freed Reshapes are known now
+    return model
+
+
+def _batch_reshape_pass(model) -> bool:
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+    dims = None
+    changed = False
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] in inits \
+                or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        cat = producer.get(node.input[1])
+        if cat is None or cat.op_type != "Concat" or not cat.input:
+            continue
+        head = _batch_of(cat.input[0], producer, inits)
+        rest = [tensor_to_array(inits[i]).astype(np.int64).reshape(-1) if i in inits else None
+                for i in cat.input[1:]]
+        if head is None or any(r is None for r in rest):
+            continue
+        if dims is None:
+            dims = _inferred_dims(model)
+        src, x = dims.get(head), dims.get(node.input[0])
+        if not src or not x or not isinstance(src[0], str) or x[0] != src[0]:
+            continue
+        name = f"{node.name or node.output[0]}.shape"
+        graph.initializer.append(numpy_helper.from_array(
+            np.concatenate([np.zeros(1, np.int64)] + rest), name))
+        node.input[1] = name
+        changed = True
+    if changed:
+        _drop_dead_shape_nodes(model)
+    return changed
+
+
+def _batch_of(name, producer, inits):
+    """``t`` if ``name`` is ``Unsqueeze(Gather(Shape(t), 0), axes=[0])``, else None."""
+    u = producer.get(name)
+    if u is None or u.op_type != "Unsqueeze":
+        return None
+    axes = [list(a.ints) for a in u.attribute if a.name == "axes"]
+    if len(u.input) > 1 and u.input[1] in inits:
+        axes = [tensor_to_array(inits[u.input[1]]).reshape(-1).tolist()]
+    if axes != [[0]]:
+        return None
+    g = producer.get(u.input[0])
+    if g is None or g.op_type != "Gather" or any(a.name == "axis" and a.i != 0 for a in g.attribute) \
+            or g.input[1] not in inits or tensor_to_array(inits[g.input[1]]).shape != () \
+            or int(tensor_to_array(inits[g.input[1]])) != 0:
+        return None
+    sh = producer.get(g.input[0])
+    if sh is None or sh.op_type != "Shape" or any(a.name == "start" and a.i != 0 for a in sh.attribute):
+        return None
+    return sh.input[0]
+
+
+SHAPE_ARITHMETIC = frozenset({"Shape", "Gather", "Unsqueeze", "Concat", "Cast", "Squeeze", "Slice",
+                              "Div", "Mul", "Add", "Sub"})
+
+
+def _drop_dead_shape_nodes(model) -> None:
+    """Remove shape-arithmetic nodes whose outputs nothing reads (to a fixed point)."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        dead = [k for k, n in enumerate(graph.node) if n.op_type in SHAPE_ARITHMETIC
+                and not any(o in used for o in n.output if o)]
+        if not dead:
+            return
+        for k in reversed(dead):
+            del graph.node[k]
 
 
 def _has_subgraph(node) -> bool:

@@ -19,7 +19,9 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
                            AxiStreamSink, AxiStreamSource)
 
 from ohq_pynq.hw import core_model as cm
+from ohq_pynq.hw import cycle_model
 from ohq_pynq.hw import regmap as rm
+from ohq_pynq.hw import tiling
 
 SEED = int(os.environ.get("OHQ_TB_SEED", "1234"))
 N_RANDOM = int(os.environ.get("OHQ_TB_LAYERS", "10"))
@@ -35,6 +37,8 @@ class Bench:
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.ap_clk,
                                   dut.ap_rst_n, reset_active_level=False)
         self.core: cm.CoreConfig | None = None
+        self.ideal = True          # no random gaps/stalls: CYCLES must equal the cycle model
+        self.check_cycles = True   # (the cycle table records mismatches instead)
         for bus in ("s_axi_control", "s_axis", "m_axis"):
             logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.WARNING)
 
@@ -74,6 +78,7 @@ class Bench:
             r = random.Random(rng.random())
             while True:
                 yield r.random() < p
+        self.ideal = not (p_in or p_out)
         # Clearing a pause generator leaves `pause` at its last value: release it explicitly.
         if p_in:
             self.src.set_pause_generator(gen(p_in))
@@ -86,16 +91,21 @@ class Bench:
             self.sink.clear_pause_generator()
             self.sink.pause = False
 
-    async def run_layer(self, layer: cm.ConvLayer, rng: np.random.Generator, timeout_us=2000):
-        """Configure, stream, check the output bit-exactly; return (counters, geometry)."""
+    async def run_layer(self, layer: cm.ConvLayer, rng: np.random.Generator, timeout_us=2000,
+                        tensors=None):
+        """Configure, stream, check the output bit-exactly (and, with an ideal stream, CYCLES
+        against ohq_pynq.hw.cycle_model); return (counters, geometry). ``tensors`` (x, w, bias,
+        mult, shift) replaces the random ones; the output is kept in ``self.last_output``."""
         core = self.core
-        x, w, bias, mult, shift = random_tensors(layer, core, rng)
+        x, w, bias, mult, shift = tensors if tensors is not None else random_tensors(layer, core, rng)
         geo = cm.check_layer(layer, core)
         expected = cm.conv_reference(x, w, bias, mult, shift, layer, core.bits)
         for name, value in layer.registers().items():
             await self.write(name, value)
-        await self.write("CTRL", rm.CTRL_AP_START)
+        # The stream waits (tready low while idle) so that it is there when the core starts,
+        # as the cycle model's ideal stream is.
         await self.src.send(AxiStreamFrame(cm.pack_input(x, w, bias, mult, shift, layer, core)))
+        await self.write("CTRL", rm.CTRL_AP_START)
         try:
             frame = await with_timeout(self.sink.recv(), timeout_us, "us")
         except Exception:
@@ -118,6 +128,9 @@ class Bench:
         cnt = await self.counters()
         assert cnt["MAC_ACTIVE"] == geo.mac_steps, (cnt, geo)
         assert cnt["CYCLES"] >= geo.mac_steps
+        if self.ideal and self.check_cycles:
+            assert cnt["CYCLES"] == cycle_model.cycles(layer, core), (layer, cnt)
+        self.last_output = expected
         return cnt, geo
 
 
@@ -287,6 +300,41 @@ async def every_mode(dut):
             assert cnt["OUT_STALL"] > 0, (mode, cnt)
     tb.backpressure(rng, 0, 0)
     assert {"line-buffer", "weight-streaming"} <= seen
+
+
+@cocotb.test()
+async def stem_im2col(dut):
+    """A Cin = 3 stem (7x7 stride 2) and a wide depthwise layer run as the driver plans them
+    (ohq_pynq/hw/tiling.py: im2col, the depthwise channel split): every run bit-exact on the
+    core, the assembled output equal to the reference of the original layer."""
+    tb = Bench(dut)
+    await tb.start()
+    core = tb.core
+    nrng = np.random.default_rng(SEED + 6)
+    stem = cm.ConvLayer(cin=3, cout=core.pe + 1, h=11, w=9, kernel=7, stride=2, pads=(3, 3, 3, 3),
+                        in_signed=False, out_bits=core.bits, relu=True)
+    todo = [(stem, "im2col")]
+    # The smallest depthwise layer (channels one short of a word multiple) the driver splits.
+    for hw, m in itertools.product((8, 10, 12), range(3, 13)):
+        c = m * core.ch - 1
+        wide = cm.ConvLayer(cin=c, cout=c, h=hw, w=hw, kernel=3, pads=(1, 1, 1, 1), groups=c,
+                            out_bits=core.bits, in_signed=True)
+        if cm.depthwise_mode(wide, core) and tiling.plan_layer(wide, core).lowering == "dwsplit":
+            todo.append((wide, "dwsplit"))
+            break
+    assert len(todo) == 2 or core.pe > core.ch
+    for layer, lowering in todo:
+        plan = tiling.plan_layer(layer, core)
+        assert plan.lowering == lowering, (layer, plan.lowering)
+        x, w, bias, mult, shift = random_tensors(layer, core, nrng)
+        want = cm.conv_reference(x, w, bias, mult, shift, layer, core.bits)
+        xp, wl = tiling.prepad_input(plan, x), tiling.lower_weights(plan, w)
+        y = np.zeros_like(want)
+        for t in plan.tiles:
+            await tb.run_layer(t.layer, nrng, timeout_us=20_000,
+                               tensors=tiling.tile_inputs(plan, t, xp, wl, bias, mult, shift))
+            y[:, t.ox0:t.ox1, t.cout0:t.cout1] = tb.last_output
+        assert np.array_equal(y, want), layer
 
 
 @cocotb.test()

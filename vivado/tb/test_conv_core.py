@@ -9,12 +9,13 @@ import pytest
 from ohq_sim import run_cocotb
 
 # Small memories keep Icarus fast; the lane/bus combinations cover word < beat, word = beat,
-# word > beat, int4 and int8, PE 2..8, LUT and DSP multipliers.
+# word > beat, int4 and int8, PE 2..8, LUT, DSP and packed-DSP (two int4 products a DSP48)
+# multipliers.
 CONFIGS = {
     "int8_pe8_simd4_bus8": dict(BITS=8, PE=8, SIMD=4, BUS_BYTES=8),   # PE > ch: no depthwise mode
     "int4_pe4_simd4_bus8": dict(BITS=4, PE=4, SIMD=4, BUS_BYTES=8),
     "int8_pe2_simd16_bus8_lutmul": dict(BITS=8, PE=2, SIMD=16, BUS_BYTES=8, LUT_MULS=1),
-    "int4_pe8_simd8_bus16_dspmul": dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=16, LUT_MULS=0),
+    "int4_pe8_simd8_bus16_dsp2": dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=16, LUT_MULS=2),  # 2 MACs a DSP
 }
 SMALL_MEMORIES = dict(MAX_ROW_WORDS=256, MAX_WDEPTH=512, MAX_TILES=64)
 

@@ -29,7 +29,7 @@ import numpy as np
 from .errors import ConfigError, DataError, ModelError
 from .graph import SIGN_PRESERVING_OPS, Network, load_network
 from .hw.accelerator import quantize_multiplier
-from .transforms import drop_unused_initializers, fold_batchnorm
+from .transforms import copy_model, drop_unused_initializers, fold_batchnorm
 
 # Opsets the QDQ model is written in: the float model's own, raised to 13 (per-axis
 # DequantizeLinear) and lowered to 20. onnxruntime 1.17 loads up to opset 20 / IR 9, and
@@ -339,10 +339,12 @@ def prepare(model, input_shape=None) -> Network:
     net = load_network(model, input_shape)
     if not net.batchnorm_nodes:
         return net
+    source, batch = net.source, net.input_batch
     folded = fold_batchnorm(net.model)
-    folded_net = load_network(folded)
-    folded_net.source = net.source
-    folded_net.input_batch = net.input_batch
+    del net                                   # one float copy of the weights at a time
+    folded_net = load_network(folded, take=True)
+    folded_net.source = source
+    folded_net.input_batch = batch
     return folded_net
 
 
@@ -464,14 +466,28 @@ def export_qdq(qnet: QuantizedNetwork):
     """Build the QDQ model of ``qnet`` (see module docstring)."""
     import json
 
-    import onnx
     from onnx import helper, numpy_helper
 
     net = qnet.network
-    model = onnx.ModelProto()
-    model.CopyFrom(net.model)
+    # The float weights and biases of the layers are replaced by integer codes: copy the rest
+    # only (a full copy would hold a second float copy of every weight while exporting).
+    layer_outputs = {(layer.op, layer.output) for layer in net.layers}
+    still_read = {o.name for o in net.model.graph.output}
+    for node in net.model.graph.node:
+        layer_node = node.output and (node.op_type, node.output[0]) in layer_outputs
+        still_read.update(node.input[:1] if layer_node else node.input)
+    replaced = {t for layer in net.layers for t in (layer.weight, layer.bias) if t} - still_read
+    model = copy_model(net.model, keep=lambda name: name not in replaced)
     del model.graph.value_info[:]
+    # the opset converter needs a complete graph: the left-out weights are typed inputs meanwhile
+    held = len(model.graph.input)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in net.model.graph.initializer if t.name in replaced)
     model = _convert_opset(model)
+    inputs = model.graph.input
+    for k in range(len(inputs) - 1, held - 1, -1):
+        if inputs[k].name in replaced:
+            del inputs[k]
     graph = model.graph
     nodes = list(graph.node)
     new_inits = []

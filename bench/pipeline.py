@@ -148,20 +148,27 @@ RSS_TARGETS_MB = {"resnet18_224": 400, "mobilenet_v3_small_224": 250}
 CASES_224 = (("resnet18", "0.75"), ("mobilenet_v3_small", "0.9"))
 
 
-def numpy_only_main(board: str, work: Path) -> int:
+def numpy_only_main(board: str, work: Path, iters: int | None = None,
+                    cases: list[str] | None = None) -> int:
     """The 224x224 layouts through ``run`` on the numpy engine alone: whole-job and per-stage
-    peak RSS (MB) against :data:`RSS_TARGETS_MB`; writes ``bench/results/pipeline_numpy.json``."""
+    peak RSS (MB) against :data:`RSS_TARGETS_MB`; writes ``bench/results/pipeline_numpy.json``.
+    ``iters``: distillation iterations at low resolution (None: the default); the full-resolution
+    refine steps, which set distillation's peak memory, run either way."""
     rows, load = [], [os.getloadavg()[0]]
     for name, budget in CASES_224:
         case = f"{name}_224"
+        if cases and case not in cases:
+            continue
         model = layout_model(name, work)
         res = run_case(model, work / case, ["--board", board, "--latency-budget", budget,
-                                            "--eval-images", "4"], numpy_only=True)
+                                            "--eval-images", "4"]
+                       + ([] if iters is None else ["--iters", str(iters)]), numpy_only=True)
         load.append(os.getloadavg()[0])
         peak = round(res["peak_rss_bytes"] / 2**20, 1)
         row = {"case": case, "board": board, "executor": "numpy", "wall_seconds": res["wall_seconds"],
                "peak_rss_mb": peak, "target_mb": RSS_TARGETS_MB[case], "met": peak <= RSS_TARGETS_MB[case],
                "imports_mb": res["imports_mb"], "stage_peak_rss_mb": res["stages_mb"],
+               "distill_iters": res["summary"]["settings"]["distill_iters"],
                "stages": {k: v["seconds"] for k, v in res["summary"]["stages"].items()},
                "fidelity": res["summary"]["fidelity"]}
         rows.append(row)
@@ -171,6 +178,11 @@ def numpy_only_main(board: str, work: Path) -> int:
     RESULTS.mkdir(exist_ok=True)
     machine = {"cores": os.cpu_count(), "load_average_max": round(max(load), 2)}
     out = RESULTS / "pipeline_numpy.json"
+    if cases and out.is_file():           # a subset: the other cases' rows are kept
+        old = json.loads(out.read_text())
+        rows = [r for r in old["rows"] if r["case"] not in {r["case"] for r in rows}] + rows
+        rows.sort(key=lambda r: [f"{n}_224" for n, _ in CASES_224].index(r["case"]))
+        machine["load_average_max"] = max(machine["load_average_max"], old["machine"]["load_average_max"])
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
@@ -186,12 +198,16 @@ def main(argv=None) -> int:
     ap.add_argument("--numpy-only", action="store_true",
                     help="instead: the 224x224 layouts as on armv7 (onnxruntime and scipy hidden, numpy "
                          "engine), peak RSS per stage vs the 512 MB-board targets; writes pipeline_numpy.json")
+    ap.add_argument("--case", action="append", help="--numpy-only: only this case (repeatable; the "
+                                                      "other rows of pipeline_numpy.json are kept)")
+    ap.add_argument("--iters", type=int, help="--numpy-only: low-resolution distillation iterations "
+                                              "(default: the pipeline's; peak memory does not depend on it)")
     args = ap.parse_args(argv)
     from ohq_pynq.models import model_path, split_path
 
     work = Path(tempfile.mkdtemp(prefix="ohq-bench-"))
     if args.numpy_only:
-        return numpy_only_main(args.board, work)
+        return numpy_only_main(args.board, work, args.iters, args.case)
     test = ["--eval-data", str(split_path("test")), "--eval-images", "1000"]
     cases = [("digits_resnet_bn", model_path("digits_resnet_bn"), ["--latency-budget", "0.75"] + test),
              ("digits_mbv3_bn", model_path("digits_mbv3_bn"), ["--latency-budget", "0.9"] + test)]

@@ -82,8 +82,13 @@ def section() -> str:
                          f"{sp.get('after_stages', 0):.0f}"])
         lines += _table(["case", "peak RSS MB", "target (512 MB board)", "", "after imports MB",
                          "peak per stage MB: distill / profile / MQE / ILP / deploy", "report MB"], rows)
+        iters = {r.get("distill_iters") for r in pn["rows"]}
+        settings = ("default settings" if iters == {None} else
+                    f"default settings but {'/'.join(str(i) for i in sorted(iters, key=str))} low-resolution "
+                    "distillation iterations (the full-resolution refine steps, which set distillation's "
+                    "peak, run as by default)")
         lines += ["", "As on 32-bit PYNQ-Z2: onnxruntime and scipy hidden, every stage on the numpy engine "
-                      "(default settings, 4 deployed images); a stage's peak is the process's VmHWM, reset "
+                      f"({settings}, 4 deployed images); a stage's peak is the process's VmHWM, reset "
                       "when the stage starts."]
     else:
         lines.append("not run")

@@ -47,12 +47,12 @@ def load_model_and_batch(model, input_shape=None, take: bool = False) -> tuple[o
     if not take:
         _check_size(proto, source)
         _check_initializers(proto, source)
-        # A file without external data is checked from its path: the checker then reads it itself
-        # instead of receiving a serialized copy of the whole parsed model (two more copies).
-        external = any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
-        checked = str(model) if isinstance(model, (str, os.PathLike)) and not external else proto
+        # The checker gets the graph with its large float weights declared as typed inputs: a
+        # whole model would reach it serialized and parsed again (two more copies of every
+        # weight); the weights' types, sizes and values are what _check_initializers checked.
+        from .normalize import weight_free_skeleton
         try:
-            onnx.checker.check_model(checked)
+            onnx.checker.check_model(weight_free_skeleton(proto))
         except Exception as err:  # onnx.checker.ValidationError and C++ errors surface variously
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{source} fails the ONNX checker: {first}") from None

@@ -100,7 +100,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
     activations. ``percentile`` uses a second pass with a 2048-bin histogram of |x| per tensor.
     ``executor``: "auto", "numpy" or "onnxruntime" (see :func:`ohq_pynq.runtime.make_executor`).
     """
-    from .runtime import make_executor
+    from .runtime import make_executor, stream_outputs
 
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration method {method!r} unknown; use minmax or percentile")
@@ -111,24 +111,30 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
     runner = make_executor(network.model, executor)
     absmax = {t: 0.0 for t in tensors}
     minimum = {t: np.inf for t in tensors}
+
+    # Each tensor's statistics are updated as the executor computes it (max, min and histogram
+    # counts do not depend on how the images are grouped), so only one micro-batch of one
+    # tensor is held at a time, not every calibrated tensor of the batch.
+    def extremes(t, v):
+        if not np.isfinite(v).all():
+            raise ModelError(f"the model computes NaN or infinite values at tensor {t!r} on the "
+                             f"calibration data; check its weights and the data's preprocessing")
+        absmax[t] = max(absmax[t], float(np.abs(v).max()))
+        minimum[t] = min(minimum[t], float(v.min()))
+
     for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "calibrate"):
-        out = runner.run(xb, outputs=tensors)
-        for t in tensors:
-            v = out[t]
-            if not np.isfinite(v).all():
-                raise ModelError(f"the model computes NaN or infinite values at tensor {t!r} on the "
-                                 f"calibration data; check its weights and the data's preprocessing")
-            absmax[t] = max(absmax[t], float(np.abs(v).max()))
-            minimum[t] = min(minimum[t], float(v.min()))
+        stream_outputs(runner, xb, tensors, extremes)
     clip = dict(absmax)
     if method == "percentile":
         bins = 2048
         hist = {t: np.zeros(bins, dtype=np.int64) for t in tensors}
+
+        def histogram(t, v):
+            if absmax[t] > 0:
+                hist[t] += np.histogram(np.abs(v), bins=bins, range=(0.0, absmax[t]))[0]
+
         for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "histogram"):
-            out = runner.run(xb, outputs=tensors)
-            for t in tensors:
-                if absmax[t] > 0:
-                    hist[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, absmax[t]))[0]
+            stream_outputs(runner, xb, tensors, histogram)
         for t in tensors:
             if absmax[t] > 0:
                 cdf = np.cumsum(hist[t]) / max(1, hist[t].sum())

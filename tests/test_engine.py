@@ -254,6 +254,31 @@ def test_large_integer_weights_are_dequantized_per_pass_and_freed():
     np.testing.assert_array_equal(eng.run(x)["y"], y)
 
 
+def test_streamed_outputs_equal_run_and_are_not_held():
+    """run(consume=...) hands over every requested tensor of every micro-batch (the same
+    micro-batches, so the same values as run()) and holds none of them until the end: the
+    working set is that of the last output alone."""
+    rng = np.random.default_rng(7)
+    model = small_cnn(rng)
+    eng = Engine(model)
+    x = rnd(rng, 10, 1, 12, 12)
+    names = ["c1", "c2", "y"]
+    full = eng.run(x, outputs=names, batch_size=4)
+    got: dict[str, list] = {n: [] for n in names}
+    assert eng.run(x, outputs=names, batch_size=4,
+                   consume=lambda n, v: got[n].append(np.array(v))) == {}
+    for n in names:
+        assert [len(v) for v in got[n]] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate(got[n]), full[n])
+    eng.forward(x[:4], outputs=names, record=False)
+    held = eng.last_peak_bytes
+    eng._forward(eng._feeds(x[:4]), names, eng._consts, False, lambda n, v: None)
+    assert eng.last_peak_bytes < held
+    kept = []                                   # a consumer may keep what it was given
+    eng.run(x[:4], outputs=["c1"], consume=lambda n, v: kept.append(v))
+    np.testing.assert_array_equal(kept[0], full["c1"][:4])
+
+
 def test_unsupported_ops_are_grouped_on_one_line():
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
              helper.make_node("Einsum", ["a"], ["b"], name="e1", equation="nchw->nchw"),

@@ -297,7 +297,10 @@ class Engine:
             wanted += [k for k in keep if k not in wanted]
         return self._forward(self._feeds(x), wanted, self._consts_with(overrides), record)
 
-    def _forward(self, feeds, wanted, env, record):
+    def _forward(self, feeds, wanted, env, record, consume=None):
+        """One batch through the plan for ``wanted``. ``consume(name, array)``: each wanted
+        tensor is handed over as soon as it is computed and then freed like any intermediate
+        (after its last reader), instead of being held until the end and returned."""
         values: dict[str, np.ndarray] = {}
         for w in wanted:
             if w not in self._producer and w not in env and w not in feeds:
@@ -310,7 +313,8 @@ class Engine:
             for i in nd.inputs:
                 if i:
                     refs[i] = refs.get(i, 0) + 1
-        wanted_set = set(wanted)
+        wanted_set = set() if consume is not None else set(wanted)
+        streamed = set(wanted) if consume is not None else set()
         live: dict[str, np.ndarray] = dict(feeds)
         requires = set(feeds) if record else set()
         entries: list = []
@@ -348,6 +352,12 @@ class Engine:
                         live_bytes += getattr(v, "nbytes", 0)
                     _pin_aliases(v, ins, pinned)
             del ins
+            for o in nd.outputs:
+                if o in streamed:                    # the consumer may keep it: never overwritten
+                    pinned.add(id(live[o]))
+                    if isinstance(live[o], np.ndarray):
+                        pinned.add(id(_root(live[o])))
+                    consume(o, live[o])
             if grad_node:
                 entries.append((nd, saved))
                 held = _arrays(saved)
@@ -372,6 +382,10 @@ class Engine:
                         live_bytes -= getattr(live[o], "nbytes", 0)
                     del live[o]
         for w in wanted:
+            if consume is not None:
+                if w not in self._producer:           # a feed or constant: nothing computes it
+                    consume(w, feeds[w] if w in feeds else env[w])
+                continue
             values[w] = live[w] if w in live else (feeds[w] if w in feeds else env[w])
         self.last_peak_bytes = peak
         tape = None
@@ -461,10 +475,15 @@ class Engine:
         return batched, (sizes.pop() if sizes else 1), fixed
 
     def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
-            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+            overrides: Mapping[str, np.ndarray] | None = None,
+            consume=None) -> dict[str, np.ndarray]:
         """Evaluate in micro-batches of ``batch_size`` images (default: fit ``memory_bytes``);
         returns name -> array concatenated along the batch axis. A graph whose batch is fixed to
-        B runs a multiple of B images in chunks of B."""
+        B runs a multiple of B images in chunks of B.
+
+        ``consume(name, array)``: stream instead — every requested tensor of every micro-batch is
+        handed over as soon as it is computed and freed after its last reader; nothing is
+        concatenated and ``{}`` is returned (the micro-batches are the same, so are the values)."""
         feeds = self._feeds(x)
         outputs = list(outputs) if outputs is not None else list(self.output_names)
         batched, n, fixed = self._batched_inputs(feeds)
@@ -478,14 +497,18 @@ class Engine:
         batch_size = max(1, int(batch_size))
         env = self._consts_with(overrides)
         if n <= batch_size or not batched:
-            return self._forward(feeds, outputs, env, False)[0]
+            return self._forward(feeds, outputs, env, False, consume)[0]
         parts: dict[str, list] = {o: [] for o in outputs}
         for s in range(0, n, batch_size):
             chunk = {k: (v[s:s + batch_size] if k in batched else v) for k, v in feeds.items()}
-            vals, _ = self._forward(chunk, outputs, env, False)
+            vals, _ = self._forward(chunk, outputs, env, False, consume)
+            if consume is not None:
+                continue
             for o in outputs:
                 parts[o].append(vals[o])
             del vals
+        if consume is not None:
+            return {}
         return {o: (np.concatenate(p, axis=0) if np.ndim(p[0]) else p[0]) for o, p in parts.items()}
 
 

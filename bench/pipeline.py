@@ -8,8 +8,11 @@ PyTorch train mode). Each run is its own process, so its peak RSS is measured al
 the test split: the largest latency cut vs all-int8 whose accuracy is within 0.5 points of fp32.
 
     python bench/pipeline.py [--board zcu104] [--skip-224]
+    python bench/pipeline.py --numpy-only      # the 224 layouts as on armv7: peak RSS per stage
 
-Prints a table and writes ``bench/results/pipeline.json``.
+Prints a table and writes ``bench/results/pipeline.json`` (``--numpy-only``:
+``pipeline_numpy.json``, with onnxruntime and scipy hidden and the numpy engine forced, each
+stage's peak RSS taken in the child process from Linux's VmHWM, reset between stages).
 """
 from __future__ import annotations
 
@@ -41,20 +44,82 @@ def layout_model(name: str, folder: Path) -> Path:
     return path
 
 
-def run_case(model: Path | None, out: Path, args: list[str]) -> dict:
-    """Run the CLI in a child process; return its summary, wall seconds and peak RSS (bytes)."""
-    cmd = [sys.executable, "-m", "ohq_pynq", "run"] + ([str(model)] if model else []) + \
-          ["--out", str(out), "--json", "--force"] + args
+def _peak_rss_bytes() -> int | None:
+    """This process's peak resident set since the last :func:`_reset_peak_rss` (Linux VmHWM)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux >= 4.0: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def numpy_only_child(argv: list[str]) -> int:
+    """``ohq_pynq run ARGV`` as on an armv7 board: onnxruntime and scipy hidden (``import`` raises
+    ImportError), the numpy engine forced; per-stage peak RSS (MB) written to ``$OHQ_BENCH_STAGE_RSS``
+    (``before_*``: the peak between two stages; ``after_stages``: summary and report)."""
+    for name in ("onnxruntime", "scipy"):
+        sys.modules[name] = None
+    os.environ["OHQ_PYNQ_EXECUTOR"] = "numpy"
+    from ohq_pynq import pipeline
+    from ohq_pynq.cli import main as cli_main
+
+    peaks: dict[str, float] = {}
+    original = pipeline._Stages.run
+
+    def measured(self, name, key_obj, outputs, compute):
+        peaks["before_stages" if not peaks else f"before_{name}"] = _peak_rss_bytes() / 2**20
+        _reset_peak_rss()
+        try:
+            return original(self, name, key_obj, outputs, compute)
+        finally:
+            peaks[name] = round(_peak_rss_bytes() / 2**20, 1)
+            _reset_peak_rss()
+
+    pipeline._Stages.run = measured
+    t = _peak_rss_bytes()
+    code = cli_main(["run"] + argv)
+    peaks["after_stages"] = round(_peak_rss_bytes() / 2**20, 1)     # summary + report
+    peaks = {k: round(v, 1) for k, v in peaks.items()}
+    Path(os.environ["OHQ_BENCH_STAGE_RSS"]).write_text(json.dumps({"imports_mb": round(t / 2**20, 1),
+                                                                   "stages_mb": peaks}))
+    return code
+
+
+def run_case(model: Path | None, out: Path, args: list[str], numpy_only: bool = False) -> dict:
+    """Run the CLI in a child process; return its summary, wall seconds and peak RSS (bytes).
+    ``numpy_only``: as on armv7 (no onnxruntime, no scipy), with per-stage peak RSS."""
+    run_args = ([str(model)] if model else []) + ["--out", str(out), "--json", "--force"] + args
+    cmd = ([sys.executable, __file__, "--numpy-only-child"] if numpy_only
+           else [sys.executable, "-m", "ohq_pynq", "run"]) + run_args
+    env = dict(os.environ, OHQ_BENCH_STAGE_RSS=str(out) + ".rss.json")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, rusage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    # output to files, not pipes: a child blocked on a full pipe would never exit for wait4
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        fo.seek(0)
+        fe.seek(0)
+        stdout, stderr = fo.read(), fe.read()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{stderr[-2000:]}")
-    return {"summary": json.loads(stdout), "wall_seconds": round(wall, 2),
-            "peak_rss_bytes": rusage.ru_maxrss * 1024, "log": stderr.strip().splitlines()}
+    res = {"summary": json.loads(stdout), "wall_seconds": round(wall, 2),
+           "peak_rss_bytes": rusage.ru_maxrss * 1024, "log": stderr.strip().splitlines()}
+    if numpy_only:
+        res.update(json.loads(Path(env["OHQ_BENCH_STAGE_RSS"]).read_text()))
+    return res
 
 
 def latency_cut_at(out: Path, model: str, max_loss: float = 0.005) -> dict:
@@ -79,19 +144,78 @@ def latency_cut_at(out: Path, model: str, max_loss: float = 0.005) -> dict:
             "cut": None if best is None else 1 - best["latency_ratio"]}
 
 
+# Peak RSS targets of the whole job on the numpy engine (issue 12: a 512 MB PYNQ-Z2), MB.
+RSS_TARGETS_MB = {"resnet18_224": 400, "mobilenet_v3_small_224": 250}
+CASES_224 = (("resnet18", "0.75"), ("mobilenet_v3_small", "0.9"))
+
+
+def numpy_only_main(board: str, work: Path, iters: int | None = None,
+                    cases: list[str] | None = None) -> int:
+    """The 224x224 layouts through ``run`` on the numpy engine alone: whole-job and per-stage
+    peak RSS (MB) against :data:`RSS_TARGETS_MB`; writes ``bench/results/pipeline_numpy.json``.
+    ``iters``: distillation iterations at low resolution (None: the default); the full-resolution
+    refine steps, which set distillation's peak memory, run either way."""
+    rows, load = [], [os.getloadavg()[0]]
+    for name, budget in CASES_224:
+        case = f"{name}_224"
+        if cases and case not in cases:
+            continue
+        model = layout_model(name, work)
+        res = run_case(model, work / case, ["--board", board, "--latency-budget", budget,
+                                            "--eval-images", "4"]
+                       + ([] if iters is None else ["--iters", str(iters)]), numpy_only=True)
+        load.append(os.getloadavg()[0])
+        # the child resets its VmHWM per stage, which also resets what wait4 reports as
+        # ru_maxrss: the whole job's peak is the largest of the windows
+        peak = max([round(res["peak_rss_bytes"] / 2**20, 1)] + list(res["stages_mb"].values()))
+        row = {"case": case, "board": board, "executor": "numpy", "wall_seconds": res["wall_seconds"],
+               "peak_rss_mb": peak, "target_mb": RSS_TARGETS_MB[case], "met": peak <= RSS_TARGETS_MB[case],
+               "imports_mb": res["imports_mb"], "stage_peak_rss_mb": res["stages_mb"],
+               "distill_iters": res["summary"]["settings"]["distill_iters"],
+               "stages": {k: v["seconds"] for k, v in res["summary"]["stages"].items()},
+               "fidelity": res["summary"]["fidelity"]}
+        rows.append(row)
+        st = " ".join(f"{k} {v:.0f}" for k, v in res["stages_mb"].items() if not k.startswith("before"))
+        print(f"{case:24s} peak {peak:6.1f} MB (target {row['target_mb']}: "
+              f"{'met' if row['met'] else 'MISSED'})  per stage MB: {st}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    machine = {"cores": os.cpu_count(), "load_average_max": round(max(load), 2)}
+    out = RESULTS / "pipeline_numpy.json"
+    if cases and out.is_file():           # a subset: the other cases' rows are kept
+        old = json.loads(out.read_text())
+        rows = [r for r in old["rows"] if r["case"] not in {r["case"] for r in rows}] + rows
+        rows.sort(key=lambda r: [f"{n}_224" for n, _ in CASES_224].index(r["case"]))
+        machine["load_average_max"] = max(machine["load_average_max"], old["machine"]["load_average_max"])
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--numpy-only-child"]:
+        return numpy_only_child(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="zcu104")
     ap.add_argument("--skip-224", action="store_true", help="only the reference models")
+    ap.add_argument("--numpy-only", action="store_true",
+                    help="instead: the 224x224 layouts as on armv7 (onnxruntime and scipy hidden, numpy "
+                         "engine), peak RSS per stage vs the 512 MB-board targets; writes pipeline_numpy.json")
+    ap.add_argument("--case", action="append", help="--numpy-only: only this case (repeatable; the "
+                                                      "other rows of pipeline_numpy.json are kept)")
+    ap.add_argument("--iters", type=int, help="--numpy-only: low-resolution distillation iterations "
+                                              "(default: the pipeline's; peak memory does not depend on it)")
     args = ap.parse_args(argv)
     from ohq_pynq.models import model_path, split_path
 
     work = Path(tempfile.mkdtemp(prefix="ohq-bench-"))
+    if args.numpy_only:
+        return numpy_only_main(args.board, work, args.iters, args.case)
     test = ["--eval-data", str(split_path("test")), "--eval-images", "1000"]
     cases = [("digits_resnet_bn", model_path("digits_resnet_bn"), ["--latency-budget", "0.75"] + test),
              ("digits_mbv3_bn", model_path("digits_mbv3_bn"), ["--latency-budget", "0.9"] + test)]
     if not args.skip_224:
-        for name, budget in (("resnet18", "0.75"), ("mobilenet_v3_small", "0.9")):
+        for name, budget in CASES_224:
             cases.append((f"{name}_224", layout_model(name, work), ["--latency-budget", budget,
                                                                        "--eval-images", "4"]))
     rows, load = [], [os.getloadavg()[0]]

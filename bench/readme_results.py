@@ -69,6 +69,29 @@ def section() -> str:
     b = _load("board_time")
     lines += ["", "### Expected wall time on the boards' ARM cores (`bench/board_time.py`, estimated)", ""]
     lines += _board_time(b) if b else ["not run"]
+    pn = _load("pipeline_numpy")
+    lines += ["", "### Memory of the whole job on the numpy engine (`bench/pipeline.py --numpy-only`)", ""]
+    if pn:
+        stages = ("distill", "profile", "sensitivity", "solve", "deploy")
+        rows = []
+        for r in pn["rows"]:
+            sp = r["stage_peak_rss_mb"]
+            rows.append([r["case"], f"{r['peak_rss_mb']:.0f}", f"≤ {r['target_mb']}",
+                         "met" if r["met"] else f"**missed** by {r['peak_rss_mb'] - r['target_mb']:.0f} MB",
+                         f"{r['imports_mb']:.0f}", " / ".join(f"{sp.get(k, 0):.0f}" for k in stages),
+                         f"{sp.get('after_stages', 0):.0f}"])
+        lines += _table(["case", "peak RSS MB", "target (512 MB board)", "", "after imports MB",
+                         "peak per stage MB: distill / profile / MQE / ILP / deploy", "report MB"], rows)
+        iters = {r.get("distill_iters") for r in pn["rows"]}
+        settings = ("default settings" if iters == {None} else
+                    f"default settings but {'/'.join(str(i) for i in sorted(iters, key=str))} low-resolution "
+                    "distillation iterations (the full-resolution refine steps, which set distillation's "
+                    "peak, run as by default)")
+        lines += ["", "As on 32-bit PYNQ-Z2: onnxruntime and scipy hidden, every stage on the numpy engine "
+                      f"({settings}, 4 deployed images); a stage's peak is the process's VmHWM, reset "
+                      "when the stage starts."]
+    else:
+        lines.append("not run")
     d = _load("distill")
     lines += ["", "### Distilled data (`bench/distill.py`, 32 images, defaults)", ""]
     if d:

@@ -106,10 +106,35 @@ class Deployment:
 
         self.qnet = qnet
         self.accelerator = accelerator
-        self.engine = Engine(qnet.network.model)
+        self.engine = Engine(qnet.network.model, keep_model=False)
         self.plans = {layer.name: self._plan(layer) for layer in qnet.network.layers}
         self._by_output = {p.layer.output: p for p in self.plans.values()}
         self._skip = {p.relu_node for p in self.plans.values() if p.relu_node}
+        # The layers run on the cores from their integer codes: the ARM never needs their float
+        # weights and biases, so the engine forgets them (one copy of the weights, as integers).
+        self.engine.release_constants(t for layer in qnet.network.layers
+                                      for t in (layer.weight, layer.bias) if t)
+        self._steps = self._schedule()
+
+    def _schedule(self) -> list[tuple]:
+        """The image's steps in order — ("layer", plan) on a core or ("node", node) on the ARM —
+        each with the tensors whose last reader it is (freed right after it ran)."""
+        steps = []
+        for nd in self.engine.graph_nodes():
+            if nd.name in self._skip:
+                continue
+            plan = self._by_output.get(nd.outputs[0])
+            if plan is not None and nd.op == plan.layer.op:
+                steps.append(("layer", plan, [plan.layer.input]))
+            else:
+                steps.append(("node", nd, [i for i in nd.inputs if i]))
+        last: dict[str, int] = {}
+        for k, (_, _, reads) in enumerate(steps):
+            for t in reads:
+                last[t] = k
+        keep = set(self.engine.output_names)
+        return [(kind, what, [t for t in dict.fromkeys(reads) if last[t] == k and t not in keep])
+                for k, (kind, what, reads) in enumerate(steps)]
 
     def _plan(self, layer: Layer) -> LayerPlan:
         lq = self.qnet.layers[layer.name]
@@ -142,16 +167,22 @@ class Deployment:
         return np.stack(outs), stats
 
     def _run_image(self, x1: np.ndarray, stats: DeployStats) -> dict:
+        """One image through the network; returns the graph outputs (and any tensor nothing
+        reads). A tensor is freed as soon as its last reader ran, so the ARM holds only the
+        activations still needed (``self.peak_live_bytes``: the largest sum seen)."""
         live: dict[str, np.ndarray] = {self.engine.input_name: x1.astype(np.float32)}
         ints: dict[str, np.ndarray] = {}
-        for nd in self.engine.graph_nodes():
-            if nd.name in self._skip:
-                continue
-            plan = self._by_output.get(nd.outputs[0])
-            if plan is not None and nd.op == plan.layer.op:
-                self._run_layer(plan, live, ints, stats)
-                continue
-            live.update(self.engine.evaluate(nd, live))
+        peak = 0
+        for kind, what, done in self._steps:
+            if kind == "layer":
+                self._run_layer(what, live, ints, stats)
+            else:
+                live.update(self.engine.evaluate(what, live))
+            peak = max(peak, sum(getattr(v, "nbytes", 0) for d in (live, ints) for v in d.values()))
+            for t in done:
+                live.pop(t, None)
+                ints.pop(t, None)
+        self.peak_live_bytes = max(getattr(self, "peak_live_bytes", 0), peak)
         return live
 
     def _run_layer(self, p: LayerPlan, live, ints, stats) -> None:

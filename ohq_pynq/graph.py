@@ -56,6 +56,7 @@ class Layer:
 
 
 QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
+CACHED_CONSTANT_ELEMENTS = 4096   # Network.constant caches initializers up to this many elements
 # Ops through which a non-negative tensor stays non-negative (used to find unsigned activations).
 SIGN_PRESERVING_OPS = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape",
@@ -104,10 +105,14 @@ class Network:
                                      or all(self.is_constant(i) for i in node.input if i))
 
     def constant(self, tensor: str) -> np.ndarray:
-        """The value of an initializer, Constant output or DequantizeLinear of constants (cached)."""
+        """The value of an initializer, Constant output or DequantizeLinear of constants (cached
+        when small: a weight is decoded from the model on each call, so it is held once, in the
+        model, rather than twice)."""
         if tensor not in self._cache:
             if tensor in self._initializers:
                 value = tensor_to_array(self._initializers[tensor])
+                if value.size > CACHED_CONSTANT_ELEMENTS:
+                    return value
             else:
                 node = self._constant_nodes[tensor]
                 if node.op_type == "Constant":
@@ -175,9 +180,10 @@ def _layer_row(layer: Layer) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Building the layer table
 # ----------------------------------------------------------------------------------------------
-def load_network(model, input_shape=None) -> Network:
-    """Load ``model`` (path or ``ModelProto``) and describe its quantizable layers."""
-    proto, batch = load_model_and_batch(model, input_shape)
+def load_network(model, input_shape=None, take: bool = False) -> Network:
+    """Load ``model`` (path or ``ModelProto``) and describe its quantizable layers. ``take``: the
+    ``ModelProto`` is handed over (rewritten in place, not copied)."""
+    proto, batch = load_model_and_batch(model, input_shape, take=take)
     source = str(model) if not hasattr(model, "graph") else (model.graph.name or "<ModelProto>")
     net = _build_network(proto, source)
     net.input_batch = batch

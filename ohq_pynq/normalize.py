@@ -118,6 +118,12 @@ def convert_opset(model: onnx.ModelProto, source: str = "<model>") -> onnx.Model
     return model
 
 
+def weight_free_skeleton(model) -> onnx.ModelProto:
+    """``model`` without its large float initializers, which are declared as graph inputs of
+    their type and shape instead (what the ONNX checker and shape inference need of them)."""
+    return _skeleton(model)[0]
+
+
 def _skeleton(model) -> tuple[onnx.ModelProto, set[str]]:
     """A copy of ``model`` without its large float initializers (declared as graph inputs of
     their type and shape instead), and the names of those initializers."""

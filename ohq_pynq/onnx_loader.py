@@ -35,20 +35,27 @@ def load_model(model, input_shape=None):
     return load_model_and_batch(model, input_shape)[0]
 
 
-def load_model_and_batch(model, input_shape=None) -> tuple[onnx.ModelProto, int | None]:
+def load_model_and_batch(model, input_shape=None, take: bool = False) -> tuple[onnx.ModelProto, int | None]:
     """:func:`load_model`, and the batch size the file fixed (None when it was symbolic): the
     model is normalised by :func:`ohq_pynq.normalize.normalize` (opset >= 13, batch made symbolic,
-    constants folded, no-ops dropped) before shape inference."""
+    constants folded, no-ops dropped) before shape inference. ``take``: a ``ModelProto`` the caller
+    hands over — its own rewrite of a model this function already loaded and checked — is
+    rewritten in place, neither copied nor checked again."""
     from .normalize import infer_shapes, normalize   # here: normalize imports the engine
 
-    proto, source = _read_proto(model)
-    _check_size(proto, source)
-    _check_initializers(proto, source)
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as err:  # onnx.checker.ValidationError and C++ errors surface variously
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{source} fails the ONNX checker: {first}") from None
+    proto, source = _read_proto(model, take)
+    if not take:
+        _check_size(proto, source)
+        _check_initializers(proto, source)
+        # The checker gets the graph with its large float weights declared as typed inputs: a
+        # whole model would reach it serialized and parsed again (two more copies of every
+        # weight); the weights' types, sizes and values are what _check_initializers checked.
+        from .normalize import weight_free_skeleton
+        try:
+            onnx.checker.check_model(weight_free_skeleton(proto))
+        except Exception as err:  # onnx.checker.ValidationError and C++ errors surface variously
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{source} fails the ONNX checker: {first}") from None
     _check_ops(proto)
     _fix_input_shape(proto, source, input_shape)
     proto, batch = normalize(proto, source)
@@ -108,8 +115,10 @@ def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
     return out
 
 
-def _read_proto(model):
+def _read_proto(model, take: bool = False):
     if hasattr(model, "graph") and hasattr(model, "SerializeToString"):
+        if take:
+            return model, (model.graph.name or "<ModelProto>")
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
         return proto, (model.graph.name or "<ModelProto>")
@@ -127,7 +136,7 @@ def _read_proto(model):
                          f"{MAX_MODEL_BYTES / 2**30:.0f} GiB do not fit a PYNQ board")
     proto = onnx.ModelProto()
     try:
-        proto.ParseFromString(path.read_bytes())
+        proto.ParseFromString(path.read_bytes())    # the file's bytes are freed on return
     except (DecodeError, RuntimeWarning, ValueError) as err:
         raise ModelError(f"{path} is not an ONNX model or is truncated "
                          f"(protobuf parse failed: {err})") from None

@@ -297,9 +297,14 @@ def _data_stage(s: Settings, stages: _Stages, model: str, model_hash: str, origi
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3g}")
 
+        from .engine import Engine
+        # The engine holds the weights (as arrays) from here on: the proto's copy is dropped,
+        # so distillation keeps one copy of them (``original`` is not used after this stage).
+        engine = Engine(original.model, keep_model=False)
+        del original.model.graph.initializer[:]
         try:
-            res = distill.distill(original.model, num=s.num_images, iters=iters, resolution=resolution,
-                            seed=s.seed, on_step=step)
+            res = distill.distill(None, num=s.num_images, iters=iters, resolution=resolution,
+                                  seed=s.seed, on_step=step, engine=engine)
         finally:
             if bar is not None:
                 bar.close()
@@ -404,7 +409,9 @@ def _deploy(s: Settings, out: Path, net, ranges, accelerator, eval_path) -> str:
     xe, ye = xe[: s.eval_images], (None if ye is None else ye[: s.eval_images])
     dep = Deployment(q, accelerator)
     logits, stats = dep.run(xe, progress=s.progress)
+    del dep, q                   # one model at a time in memory: the checks below build their own
     qdq = predict(model, xe, executor=s.executor)
+    del model
     fp32 = predict(net.model, xe, executor=s.executor)
     int8 = predict(quantize(net, 8, ranges).to_onnx(), xe, executor=s.executor)
     result = {

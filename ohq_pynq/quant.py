@@ -29,7 +29,7 @@ import numpy as np
 from .errors import ConfigError, DataError, ModelError
 from .graph import SIGN_PRESERVING_OPS, Network, load_network
 from .hw.accelerator import quantize_multiplier
-from .transforms import drop_unused_initializers, fold_batchnorm
+from .transforms import copy_model, drop_unused_initializers, fold_batchnorm
 
 # Opsets the QDQ model is written in: the float model's own, raised to 13 (per-axis
 # DequantizeLinear) and lowered to 20. onnxruntime 1.17 loads up to opset 20 / IR 9, and
@@ -100,7 +100,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
     activations. ``percentile`` uses a second pass with a 2048-bin histogram of |x| per tensor.
     ``executor``: "auto", "numpy" or "onnxruntime" (see :func:`ohq_pynq.runtime.make_executor`).
     """
-    from .runtime import make_executor
+    from .runtime import make_executor, stream_outputs
 
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration method {method!r} unknown; use minmax or percentile")
@@ -111,24 +111,30 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
     runner = make_executor(network.model, executor)
     absmax = {t: 0.0 for t in tensors}
     minimum = {t: np.inf for t in tensors}
+
+    # Each tensor's statistics are updated as the executor computes it (max, min and histogram
+    # counts do not depend on how the images are grouped), so only one micro-batch of one
+    # tensor is held at a time, not every calibrated tensor of the batch.
+    def extremes(t, v):
+        if not np.isfinite(v).all():
+            raise ModelError(f"the model computes NaN or infinite values at tensor {t!r} on the "
+                             f"calibration data; check its weights and the data's preprocessing")
+        absmax[t] = max(absmax[t], float(np.abs(v).max()))
+        minimum[t] = min(minimum[t], float(v.min()))
+
     for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "calibrate"):
-        out = runner.run(xb, outputs=tensors)
-        for t in tensors:
-            v = out[t]
-            if not np.isfinite(v).all():
-                raise ModelError(f"the model computes NaN or infinite values at tensor {t!r} on the "
-                                 f"calibration data; check its weights and the data's preprocessing")
-            absmax[t] = max(absmax[t], float(np.abs(v).max()))
-            minimum[t] = min(minimum[t], float(v.min()))
+        stream_outputs(runner, xb, tensors, extremes)
     clip = dict(absmax)
     if method == "percentile":
         bins = 2048
         hist = {t: np.zeros(bins, dtype=np.int64) for t in tensors}
+
+        def histogram(t, v):
+            if absmax[t] > 0:
+                hist[t] += np.histogram(np.abs(v), bins=bins, range=(0.0, absmax[t]))[0]
+
         for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "histogram"):
-            out = runner.run(xb, outputs=tensors)
-            for t in tensors:
-                if absmax[t] > 0:
-                    hist[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, absmax[t]))[0]
+            stream_outputs(runner, xb, tensors, histogram)
         for t in tensors:
             if absmax[t] > 0:
                 cdf = np.cumsum(hist[t]) / max(1, hist[t].sum())
@@ -339,10 +345,12 @@ def prepare(model, input_shape=None) -> Network:
     net = load_network(model, input_shape)
     if not net.batchnorm_nodes:
         return net
+    source, batch = net.source, net.input_batch
     folded = fold_batchnorm(net.model)
-    folded_net = load_network(folded)
-    folded_net.source = net.source
-    folded_net.input_batch = net.input_batch
+    del net                                   # one float copy of the weights at a time
+    folded_net = load_network(folded, take=True)
+    folded_net.source = source
+    folded_net.input_batch = batch
     return folded_net
 
 
@@ -464,14 +472,28 @@ def export_qdq(qnet: QuantizedNetwork):
     """Build the QDQ model of ``qnet`` (see module docstring)."""
     import json
 
-    import onnx
     from onnx import helper, numpy_helper
 
     net = qnet.network
-    model = onnx.ModelProto()
-    model.CopyFrom(net.model)
+    # The float weights and biases of the layers are replaced by integer codes: copy the rest
+    # only (a full copy would hold a second float copy of every weight while exporting).
+    layer_outputs = {(layer.op, layer.output) for layer in net.layers}
+    still_read = {o.name for o in net.model.graph.output}
+    for node in net.model.graph.node:
+        layer_node = node.output and (node.op_type, node.output[0]) in layer_outputs
+        still_read.update(node.input[:1] if layer_node else node.input)
+    replaced = {t for layer in net.layers for t in (layer.weight, layer.bias) if t} - still_read
+    model = copy_model(net.model, keep=lambda name: name not in replaced)
     del model.graph.value_info[:]
+    # the opset converter needs a complete graph: the left-out weights are typed inputs meanwhile
+    held = len(model.graph.input)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in net.model.graph.initializer if t.name in replaced)
     model = _convert_opset(model)
+    inputs = model.graph.input
+    for k in range(len(inputs) - 1, held - 1, -1):
+        if inputs[k].name in replaced:
+            del inputs[k]
     graph = model.graph
     nodes = list(graph.node)
     new_inits = []

@@ -71,6 +71,21 @@ class NumpyExecutor:
             overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         return self.engine.run(x, outputs, batch_size, overrides=overrides)
 
+    def stream(self, x, outputs: Iterable[str], consume, batch_size: int | None = None) -> None:
+        """``consume(name, array)`` for each of ``outputs`` per micro-batch, as it is computed
+        (see :meth:`~ohq_pynq.engine.Engine.run`): memory is one micro-batch's working set."""
+        self.engine.run(x, outputs, batch_size, consume=consume)
+
+
+def stream_outputs(runner, x, outputs: Iterable[str], consume, batch_size: int | None = None) -> None:
+    """Hand ``consume(name, array)`` the requested tensors of ``x``: streamed by the numpy engine
+    (micro-batch by micro-batch, never all held at once), from one ``run`` on other executors."""
+    if hasattr(runner, "stream"):
+        runner.stream(x, outputs, consume, batch_size)
+        return
+    for name, value in runner.run(x, outputs=list(outputs), batch_size=batch_size).items():
+        consume(name, value)
+
 
 class OnnxruntimeExecutor:
     """onnxruntime CPU session(s), one per set of extra (intermediate) outputs.

@@ -141,3 +141,49 @@ def test_fused_relu6_deployment_equals_the_qdq_model(bits):
     assert any(p.relu_node and "clip" in p.relu_node for p in dep.plans.values())
     logits, _ = dep.run(x)
     np.testing.assert_array_equal(logits, predict(q.to_onnx(), x, executor="numpy"))
+
+
+def test_deployment_frees_each_activation_after_its_last_reader(digits):
+    """The ARM holds one image's live activations only: every tensor is dropped right after its
+    last reader ran (a residual branch lives until its Add), and the engine keeps no float weight
+    of a layer that runs on a core. The logits equal those of a walk that keeps everything."""
+    xc, xt, _ = digits
+    net = prepare(model_path("digits_resnet_bn"))
+    q = quantize(net, 8, calibrate(net, xc))
+    dep = Deployment(q, make_accelerator("sim", board="zcu104"))
+    for layer in net.layers:
+        with pytest.raises(Exception):
+            dep.engine.constant(layer.weight)
+    freed_at: dict[str, int] = {}
+    for k, (_, _, done) in enumerate(dep._steps):
+        for t in done:
+            assert t not in freed_at, t                   # freed once
+            freed_at[t] = k
+    for k, (kind, what, _) in enumerate(dep._steps):    # never freed before a later reader
+        reads = [what.layer.input] if kind == "layer" else [i for i in what.inputs if i]
+        assert all(freed_at.get(t, k) >= k for t in reads), (k, reads)
+    live = dep._run_image(xt[:1].copy(), _fresh_stats(dep))
+    assert set(live) == set(dep.engine.output_names)     # everything else was freed
+    everything = sum(np.prod(v) * 4 for v in _activation_shapes(net).values())
+    assert 0 < dep.peak_live_bytes < 0.5 * everything
+    logits, _ = dep.run(xt[:3])
+    kept = Deployment(q, make_accelerator("sim", board="zcu104"))
+    kept._steps = [(kind, what, []) for kind, what, _ in kept._steps]    # frees nothing
+    ref, _ = kept.run(xt[:3])
+    np.testing.assert_array_equal(logits, ref)
+    assert kept.peak_live_bytes > dep.peak_live_bytes
+
+
+def _fresh_stats(dep):
+    from ohq_pynq.deploy import DeployStats, LayerCost
+    return DeployStats(layers={n: LayerCost() for n in dep.plans})
+
+
+def _activation_shapes(net) -> dict:
+    """Per-image shape of every tensor the float network computes (from shape inference)."""
+    out = {}
+    for vi in net.model.graph.value_info:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
+        if dims and all(dims):
+            out[vi.name] = dims
+    return out

@@ -223,6 +223,62 @@ def test_override_propagates_through_folded_dequantize():
     np.testing.assert_allclose(doubled, 2 * base, rtol=1e-6)
 
 
+def test_large_integer_weights_are_dequantized_per_pass_and_freed():
+    """A QDQ model's weight codes (>= LAZY_DEQUANTIZE_ELEMENTS) stay integer in the engine: the
+    float weight is made when the Conv needs it and dropped after it (no float copy held), the
+    outputs equal the folded evaluation bit for bit, and overrides of the codes or of the
+    dequantized weight itself still apply."""
+    from ohq_pynq.engine.executor import LAZY_DEQUANTIZE_ELEMENTS
+    rng = np.random.default_rng(6)
+    wq = rng.integers(-127, 128, (32, 16, 3, 3)).astype(np.int8)
+    assert wq.size >= LAZY_DEQUANTIZE_ELEMENTS
+    ws = (rng.random(32) * 0.01 + 0.001).astype(np.float32)
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "ws"], ["w"], axis=0),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    model = make_model(nodes, (None, 16, 6, 6), [init("wq", wq), init("ws", ws)])
+    eng = Engine(model)
+    assert "w" not in eng._consts and eng._consts["wq"].dtype == np.int8
+    x = rnd(rng, 3, 16, 6, 6)
+    y = eng.run(x)["y"]
+    w = (wq.astype(np.float32) * ws.reshape(-1, 1, 1, 1)).astype(np.float32)
+    np.testing.assert_array_equal(eng.constant("w"), w)
+    folded = Engine(make_model([nodes[1]], (None, 16, 6, 6), [init("w", w)]))
+    np.testing.assert_array_equal(y, folded.run(x)["y"])
+    assert eng.bytes_per_image(x.shape) == folded.bytes_per_image(x.shape)    # same micro-batches
+    vals, _ = eng.forward(x, record=False)
+    assert set(vals) == {"y"}                                     # the float weight did not stay
+    zero = eng.run(x, overrides={"wq": np.zeros_like(wq)})["y"]
+    assert np.all(zero == 0)
+    np.testing.assert_array_equal(eng.run(x, overrides={"w": 2 * w})["y"],
+                                  folded.run(x, overrides={"w": 2 * w})["y"])
+    np.testing.assert_array_equal(eng.run(x)["y"], y)
+
+
+def test_streamed_outputs_equal_run_and_are_not_held():
+    """run(consume=...) hands over every requested tensor of every micro-batch (the same
+    micro-batches, so the same values as run()) and holds none of them until the end: the
+    working set is that of the last output alone."""
+    rng = np.random.default_rng(7)
+    model = small_cnn(rng)
+    eng = Engine(model)
+    x = rnd(rng, 10, 1, 12, 12)
+    names = ["c1", "c2", "y"]
+    full = eng.run(x, outputs=names, batch_size=4)
+    got: dict[str, list] = {n: [] for n in names}
+    assert eng.run(x, outputs=names, batch_size=4,
+                   consume=lambda n, v: got[n].append(np.array(v))) == {}
+    for n in names:
+        assert [len(v) for v in got[n]] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate(got[n]), full[n])
+    eng.forward(x[:4], outputs=names, record=False)
+    held = eng.last_peak_bytes
+    eng._forward(eng._feeds(x[:4]), names, eng._consts, False, lambda n, v: None)
+    assert eng.last_peak_bytes < held
+    kept = []                                   # a consumer may keep what it was given
+    eng.run(x[:4], outputs=["c1"], consume=lambda n, v: kept.append(v))
+    np.testing.assert_array_equal(kept[0], full["c1"][:4])
+
+
 def test_unsupported_ops_are_grouped_on_one_line():
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
              helper.make_node("Einsum", ["a"], ["b"], name="e1", equation="nchw->nchw"),

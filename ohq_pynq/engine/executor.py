@@ -19,6 +19,7 @@ FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 
 DEFAULT_MEMORY_BYTES = 128 << 20   # working-set budget for automatic micro-batching (bytes)
 SCRATCH_FRACTION = 8               # an op's temporary buffers stay within memory_bytes / this
+LAZY_DEQUANTIZE_ELEMENTS = 4096    # integer weights from this size on are dequantized per pass
 
 
 def unsupported_nodes(nodes: Iterable[onnx.NodeProto]) -> list[tuple[str, str]]:
@@ -112,9 +113,15 @@ class Engine:
         # them so per-call overrides of their inputs are re-propagated.
         const_names = set(consts)
         self._folded: list[Node] = []
+        self._lazy: set[str] = set()      # outputs of lazily dequantized weights (see below)
         runtime: list[Node] = []
         for nd in nodes:
-            if all((not i) or i in const_names for i in nd.inputs):
+            if self._dequantize_lazily(nd, consts):
+                # A QDQ model's integer weights stay integer: their float values are made when
+                # a forward pass needs them and freed after their consumer (4x less resident).
+                runtime.append(nd)
+                self._lazy.update(o for o in nd.outputs if o)
+            elif all((not i) or i in const_names for i in nd.inputs):
                 outs, _, _ = _run_node(nd, [consts[i] if i else None for i in nd.inputs], False)
                 for o, v in zip(nd.outputs, outs):
                     if o:
@@ -131,6 +138,17 @@ class Engine:
         self._producer = {o: nd for nd in runtime for o in nd.outputs if o}
         self._plans: dict[tuple, list[Node]] = {}
         self._per_image: dict[tuple, int] = {}
+
+    def _dequantize_lazily(self, nd: Node, consts: Mapping[str, np.ndarray]) -> bool:
+        """Whether ``nd`` is a DequantizeLinear of a large integer initializer (the weights of a
+        QDQ model), evaluated per forward pass instead of folded into a float constant. Only in
+        float32 engines, whose folded value would be the same float32 array."""
+        if nd.op != "DequantizeLinear" or self.dtype != np.float32 or not nd.inputs:
+            return False
+        if not all((not i) or i in consts for i in nd.inputs):
+            return False
+        w = consts[nd.inputs[0]]
+        return w.dtype.kind in "iu" and w.size >= LAZY_DEQUANTIZE_ELEMENTS
 
     @property
     def memory_bytes(self) -> int:
@@ -203,10 +221,19 @@ class Engine:
 
     def constant(self, name: str) -> np.ndarray:
         """The value of an initializer or folded constant (float ones in the engine's dtype)."""
+        if name in self._lazy:
+            nd = self._producer[name]
+            return self.evaluate(nd, {})[name]
         try:
             return self._consts[name]
         except KeyError:
             raise ModelError(f"{name!r} is not an initializer or constant of the model") from None
+
+    def release_constants(self, names: Iterable[str]) -> None:
+        """Forget the constants ``names`` (e.g. float weights of layers a caller runs elsewhere);
+        the nodes reading them must not be evaluated afterwards."""
+        for name in names:
+            self._consts.pop(name, None)
 
     def evaluate(self, node: Node, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one node (from :meth:`graph_nodes`) on its inputs, looked up in ``values`` and then
@@ -222,7 +249,7 @@ class Engine:
             return self._consts
         env = dict(self._consts)
         for k, v in overrides.items():
-            if k not in env:
+            if k not in env and k not in self._lazy:
                 raise ModelError(f"override {k!r} is not an initializer (or constant) of the model")
             v = np.asarray(v)
             if v.dtype.kind == "f":
@@ -270,7 +297,10 @@ class Engine:
             wanted += [k for k in keep if k not in wanted]
         return self._forward(self._feeds(x), wanted, self._consts_with(overrides), record)
 
-    def _forward(self, feeds, wanted, env, record):
+    def _forward(self, feeds, wanted, env, record, consume=None):
+        """One batch through the plan for ``wanted``. ``consume(name, array)``: each wanted
+        tensor is handed over as soon as it is computed and then freed like any intermediate
+        (after its last reader), instead of being held until the end and returned."""
         values: dict[str, np.ndarray] = {}
         for w in wanted:
             if w not in self._producer and w not in env and w not in feeds:
@@ -283,7 +313,8 @@ class Engine:
             for i in nd.inputs:
                 if i:
                     refs[i] = refs.get(i, 0) + 1
-        wanted_set = set(wanted)
+        wanted_set = set() if consume is not None else set(wanted)
+        streamed = set(wanted) if consume is not None else set()
         live: dict[str, np.ndarray] = dict(feeds)
         requires = set(feeds) if record else set()
         entries: list = []
@@ -291,6 +322,8 @@ class Engine:
         peak = live_bytes = sum(v.nbytes for v in feeds.values())
         pinned: set[int] = set(const_ids)     # arrays an op must not overwrite (see _donations)
         for nd in plan:
+            if nd.outputs[0] in self._lazy and nd.outputs[0] in env:
+                continue                             # the caller overrode the dequantized weight
             ins = Inputs()
             for i in nd.inputs:
                 if not i:
@@ -308,13 +341,23 @@ class Engine:
                                  f"{missing!r}; ohq-pynq runs it in inference form only")
             # donated inputs the op returned as an output (overwritten in place)
             reused = {id(ins[k]) for k in ins.donated} & {id(v) for v in outs}
+            lazy = nd.outputs[0] in self._lazy
             for o, v in zip(nd.outputs, outs):
                 if o:
                     live[o] = v
-                    if id(v) not in reused:          # an overwritten input is counted already
+                    if lazy:                         # a weight: counted as a constant, i.e. not
+                        const_ids.add(id(v))
+                        pinned.add(id(v))
+                    elif id(v) not in reused:        # an overwritten input is counted already
                         live_bytes += getattr(v, "nbytes", 0)
                     _pin_aliases(v, ins, pinned)
             del ins
+            for o in nd.outputs:
+                if o in streamed:                    # the consumer may keep it: never overwritten
+                    pinned.add(id(live[o]))
+                    if isinstance(live[o], np.ndarray):
+                        pinned.add(id(_root(live[o])))
+                    consume(o, live[o])
             if grad_node:
                 entries.append((nd, saved))
                 held = _arrays(saved)
@@ -330,14 +373,19 @@ class Engine:
                 if i and i in refs:
                     refs[i] -= 1
                     if refs[i] == 0 and i in live and i not in wanted_set and i not in feeds:
-                        if id(live[i]) not in reused:    # else it lives on as an output
+                        if id(live[i]) not in reused and i not in self._lazy:   # else it lives on as an output
                             live_bytes -= getattr(live[i], "nbytes", 0)
                         del live[i]
             for o in nd.outputs:
                 if o and o not in refs and o not in wanted_set and o in live:
-                    live_bytes -= getattr(live[o], "nbytes", 0)
+                    if o not in self._lazy:
+                        live_bytes -= getattr(live[o], "nbytes", 0)
                     del live[o]
         for w in wanted:
+            if consume is not None:
+                if w not in self._producer:           # a feed or constant: nothing computes it
+                    consume(w, feeds[w] if w in feeds else env[w])
+                continue
             values[w] = live[w] if w in live else (feeds[w] if w in feeds else env[w])
         self.last_peak_bytes = peak
         tape = None
@@ -427,10 +475,15 @@ class Engine:
         return batched, (sizes.pop() if sizes else 1), fixed
 
     def run(self, x, outputs: Iterable[str] | None = None, batch_size: int | None = None, *,
-            overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+            overrides: Mapping[str, np.ndarray] | None = None,
+            consume=None) -> dict[str, np.ndarray]:
         """Evaluate in micro-batches of ``batch_size`` images (default: fit ``memory_bytes``);
         returns name -> array concatenated along the batch axis. A graph whose batch is fixed to
-        B runs a multiple of B images in chunks of B."""
+        B runs a multiple of B images in chunks of B.
+
+        ``consume(name, array)``: stream instead — every requested tensor of every micro-batch is
+        handed over as soon as it is computed and freed after its last reader; nothing is
+        concatenated and ``{}`` is returned (the micro-batches are the same, so are the values)."""
         feeds = self._feeds(x)
         outputs = list(outputs) if outputs is not None else list(self.output_names)
         batched, n, fixed = self._batched_inputs(feeds)
@@ -444,14 +497,18 @@ class Engine:
         batch_size = max(1, int(batch_size))
         env = self._consts_with(overrides)
         if n <= batch_size or not batched:
-            return self._forward(feeds, outputs, env, False)[0]
+            return self._forward(feeds, outputs, env, False, consume)[0]
         parts: dict[str, list] = {o: [] for o in outputs}
         for s in range(0, n, batch_size):
             chunk = {k: (v[s:s + batch_size] if k in batched else v) for k, v in feeds.items()}
-            vals, _ = self._forward(chunk, outputs, env, False)
+            vals, _ = self._forward(chunk, outputs, env, False, consume)
+            if consume is not None:
+                continue
             for o in outputs:
                 parts[o].append(vals[o])
             del vals
+        if consume is not None:
+            return {}
         return {o: (np.concatenate(p, axis=0) if np.ndim(p[0]) else p[0]) for o, p in parts.items()}
 
 

@@ -30,7 +30,9 @@ def one(model: str, board: str, eval_images: int, out: Path) -> dict:
     s = run(Settings(model=str(model_path(model)), out=str(out), board=board,
                      eval_images=eval_images), log=lambda m: None)
     loop = s["closed_loop"]
+    from ohq_pynq.cli.run_cmd import summary_text
     return {
+        "run_text": summary_text(s).splitlines()[-4:],
         "model": model, "board": board, "seconds": round(time.perf_counter() - t0, 1),
         "eval_images": s["eval_images"],
         "layers": [{k: r.get(k) for k in ("name", "bits", "predicted_seconds", "measured_seconds",

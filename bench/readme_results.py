@@ -135,6 +135,11 @@ def section() -> str:
     sy = _load("synth")
     lines += ["", "### Resources, yosys `synth_xilinx` (`make -C vivado synth-estimate boards`)", ""]
     lines += _synth(sy) if sy else ["not run"]
+
+
+    ov = _load("overheads")
+    lines += ["", "### Closed loop with the board's overheads (`bench/overheads.py`)", ""]
+    lines += _overheads(ov) if ov else ["not run"]
     i = _load("ilp")
     lines += ["", "### ILP (`bench/ilp.py`)", ""]
     if i:
@@ -264,6 +269,27 @@ def _board_time(b) -> list[str]:
                      mins(*r["total"])])
     return out + _table(["case", "executor", "board", "CPU s here", "distill / profile / MQE / ILP / deploy min",
                          "whole job min"], rows)
+
+
+def _overheads(ov) -> list[str]:
+    rows = []
+    for r in ov["runs"]:
+        sp, g = r["predicted_split"], r["gap"]
+        rows.append([r["model"], r["board"], f"{1e3 * sp['core_seconds']:.3f}",
+                     f"{1e3 * r['predicted_seconds']:.2f}", f"{1e3 * r['measured_seconds']:.2f}",
+                     f"{100 * r['gap_relative']:+.0f} %", f"{100 * sp['overhead_fraction']:.1f} %",
+                     f"{1e3 * sp['overheads'].get('pack', 0):.1f}",
+                     f"{1e3 * g['arm_ops_between_cores']:.1f}", f"{1e3 * g['arm_quantize_dequantize']:.1f}",
+                     f"{1e3 * r['all_int8_seconds']:.1f} / {1e3 * r['all_int4_seconds']:.1f}"])
+    out = [f"Default `run` per model and simulated board, ms per image: the cores' counters, the "
+           f"profile's prediction (cores + modelled overheads + the driver's numpy packing timed "
+           f"here x the board's ARM factor), the deployment's measured end-to-end time, the share "
+           f"of the prediction that is overheads, and the ARM work the profile does not hold "
+           f"(host load average {ov['load_average']:.1f} on {ov['cpu_count']} cores when it ran: "
+           f"the ARM figures are inflated by it).", ""]
+    return out + _table(["model", "board", "cores", "predicted", "measured", "gap", "overheads",
+                         "driver packing", "ARM ops between cores", "ARM quantize/dequantize",
+                         "all-int8 / all-int4 predicted"], rows)
 
 
 def _allocation(a) -> list[str]:

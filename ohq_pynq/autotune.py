@@ -29,7 +29,7 @@ BUDGET_KEYS = {"latency": "latency_budget", "size": "size_budget", "energy": "en
 SEARCH_KEYS = {"beta", "gamma", "candidates", "compare_random", "seed", "hw_metric", "estimator", "perturbation", "alpha", "repeats",
                "num_images", "eval_images", "pareto_points"}
 TOP_KEYS = {"model", "out", "install", "backend", "board", "calib", "eval_data", "input_shape",
-            "bitstream", "executor"}
+            "bitstream", "executor", "overheads"}
 
 
 def _toml():
@@ -70,7 +70,7 @@ def load_config(path: str | os.PathLike) -> tuple[dict, "Settings"]:
           "calib": resolve(raw.get("calib")), "eval_data": resolve(raw.get("eval_data")),
           "backend": raw.get("backend", "pynq"), "board": raw.get("board"),
           "input_shape": raw.get("input_shape"), "executor": raw.get("executor", d.executor),
-          "overlay": resolve(raw.get("bitstream"))}
+          "overlay": resolve(raw.get("bitstream")), "overheads": bool(raw.get("overheads", d.overheads))}
     budgets = raw.get("budgets", {"latency": d.latency_budget})
     for k, attr in BUDGET_KEYS.items():
         kw[attr] = None if budgets.get(k) is None else str(budgets[k])

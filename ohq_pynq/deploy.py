@@ -19,6 +19,11 @@ exact integer ``(acc + bias) * mult / 2^shift`` and rounds half up, the QDQ mode
 same value in float32 from float32 scales and rounds half to even, so an exact value within
 ~1e-7 (relative) of a ``k + 0.5`` boundary can come out one code apart (tests/test_deploy.py
 checks that this is the only difference). :func:`verify` measures the agreement.
+
+Timing (:mod:`ohq_pynq.closed_loop`): each image is timed end to end on the board's clock
+(measured, not summed from the profile), each layer's accelerator calls are summed (core +
+overheads), and the ARM work is timed by kind: quantize/dequantize at each layer's edges, and
+the float ops between the cores by op type.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .closed_loop import ArmTimes, BoardClock
 from .errors import ConfigError
 from .graph import Layer
 from .hw.accelerator import Measurement, Requant
@@ -60,17 +66,20 @@ class LayerPlan:
 
 @dataclass
 class LayerCost:
-    """Accumulated accelerator cost of one layer over the images run (cycles, s, J, bytes)."""
+    """Accumulated accelerator cost of one layer over the images run (cycles, s, J, bytes);
+    ``seconds`` end to end on the board (core + overheads), ``core_seconds`` the counter's."""
 
     cycles: int = 0
     seconds: float = 0.0
     joules: float | None = 0.0
     bytes: int = 0
     runs: int = 0
+    core_seconds: float = 0.0
 
     def add(self, m: Measurement) -> None:
         self.cycles += m.cycles
-        self.seconds += m.seconds
+        self.seconds += m.total_seconds
+        self.core_seconds += m.seconds
         self.bytes += m.bytes
         self.runs += 1
         self.joules = None if (self.joules is None or m.joules is None) else self.joules + m.joules
@@ -83,6 +92,8 @@ class DeployStats:
     images: int = 0
     layers: dict[str, LayerCost] = field(default_factory=dict)
     host_seconds: float = 0.0        # wall time of the whole run on the host (s)
+    arm: ArmTimes = field(default_factory=ArmTimes)   # board seconds of ARM work, by kind
+    clock: BoardClock | None = None
 
     def per_image(self) -> dict:
         n = max(1, self.images)
@@ -90,9 +101,13 @@ class DeployStats:
         return {
             "images": self.images,
             "accelerator_seconds": sum(c.seconds for c in self.layers.values()) / n,
+            "end_to_end_seconds": self.arm.end_to_end / n,
+            "arm_edges": {k: v / n for k, v in self.arm.edges.items()},
+            "arm_ops": {k: v / n for k, v in self.arm.ops.items()},
             "joules": None if any(j is None for j in joules) else sum(joules) / n,
             "host_seconds": self.host_seconds / n,
-            "layers": {k: {"seconds": c.seconds / n, "cycles": c.cycles / n,
+            "layers": {k: {"seconds": c.seconds / n, "core_seconds": c.core_seconds / n,
+                           "cycles": c.cycles / n,
                            "joules": None if c.joules is None else c.joules / n, "bytes": c.bytes / n}
                        for k, c in self.layers.items()},
         }
@@ -152,7 +167,8 @@ class Deployment:
     # -- execution --------------------------------------------------------------------------
     def run(self, x: np.ndarray, progress: bool = False) -> tuple[np.ndarray, DeployStats]:
         """Logits for images ``x`` (N, C, H, W), computed image by image on the accelerator."""
-        stats = DeployStats(layers={n: LayerCost() for n in self.plans})
+        stats = DeployStats(layers={n: LayerCost() for n in self.plans},
+                            clock=_board_clock(self.accelerator))
         out_name = self.engine.output_names[0]
         outs = []
         it = range(len(x))
@@ -161,7 +177,9 @@ class Deployment:
             it = tqdm(it, desc="deploy", unit="img", leave=False)
         t0 = time.perf_counter()
         for i in it:
+            t_image = stats.clock.now()
             outs.append(self._run_image(x[i:i + 1], stats)[out_name].reshape(-1))
+            stats.arm.end_to_end += stats.clock.now() - t_image
         stats.images = len(x)
         stats.host_seconds = time.perf_counter() - t0
         return np.stack(outs), stats
@@ -177,7 +195,9 @@ class Deployment:
             if kind == "layer":
                 self._run_layer(what, live, ints, stats)
             else:
+                t = stats.clock.clock()
                 live.update(self.engine.evaluate(what, live))
+                stats.arm.add_op(what.op, stats.clock.arm(stats.clock.clock() - t))
             peak = max(peak, sum(getattr(v, "nbytes", 0) for d in (live, ints) for v in d.values()))
             for t in done:
                 live.pop(t, None)
@@ -187,6 +207,8 @@ class Deployment:
 
     def _run_layer(self, p: LayerPlan, live, ints, stats) -> None:
         layer, lq = p.layer, p.lq
+        clock = stats.clock.clock
+        t = clock()
         if layer.input in ints:
             x_q = ints.pop(layer.input)
         else:
@@ -199,13 +221,25 @@ class Deployment:
             qmin, qmax = lq.act_qrange
             x_q = np.clip(np.rint(x[0] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int64)
             x_q = x_q.transpose(1, 2, 0)                       # CHW -> HWC, as the core streams
+        t_call = clock()
         y, m = self.accelerator.run_layer(layer, lq.weight_bits, x_q, lq.weight_q, p.requant)
+        t_back = clock()
+        stats.clock.add_call(t_back - t_call, m.total_seconds)
         stats.layers[layer.name].add(m)
         if p.direct_to is not None:
             ints[p.output] = y
-            return
-        y = np.ascontiguousarray((y.astype(np.float32) * np.float32(lq.out_scale)).transpose(2, 0, 1)[None])
-        live[p.output] = y if layer.op == "Conv" else y.reshape(1, layer.cout)
+        else:
+            y = np.ascontiguousarray((y.astype(np.float32) * np.float32(lq.out_scale)).transpose(2, 0, 1)[None])
+            live[p.output] = y if layer.op == "Conv" else y.reshape(1, layer.cout)
+        stats.arm.add_edge(layer.name, stats.clock.arm((t_call - t) + (clock() - t_back)))
+
+
+def _board_clock(accelerator) -> BoardClock:
+    """The board's clock for ``accelerator``: on a board the wall clock; on the simulator this
+    thread's CPU time (other processes on a shared host do not count) x ``arm_scale``."""
+    info = accelerator.describe()
+    clock = time.thread_time if info.backend == "sim" else time.perf_counter
+    return BoardClock(getattr(info, "arm_scale", 1.0), clock=clock)
 
 
 def verify(deployed_logits: np.ndarray, qdq_logits: np.ndarray, y: np.ndarray | None = None) -> dict:

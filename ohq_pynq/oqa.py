@@ -5,9 +5,23 @@ For each layer x bits the layer runs with data of its real shape — its own wei
 that width (:func:`ohq_pynq.quant.quantize_weight`), seeded random activations in the range the
 core consumes (unsigned where the input is ReLU-family, as the quantizer decides), zero bias and
 a requantization that keeps outputs in range — ``repeats`` times (default 5; once on a
-deterministic backend such as the simulator, whose repeats are identical). The profile gets the
-median cycles, seconds and joules, the spread (max - min) of cycles, the bytes moved over the
-streams and the packed weight bytes. Outputs go to ``out_bits = bits``.
+deterministic backend such as the simulator with ``arm_time="off"``, whose repeats are
+identical). The profile gets the median cycles, seconds and joules, the spread (max - min) of
+cycles, the bytes moved over the streams and the packed weight bytes. Outputs go to
+``out_bits = bits``.
+
+``seconds`` is what the layer costs end to end on the board, the core's counter plus what the
+board adds outside it (:mod:`ohq_pynq.hw.overheads`: register programming, DMA set-up, cache
+maintenance, poll latency, the driver's numpy packing), so the ILP optimises what deployment
+pays; ``core_seconds`` (counter / clock), ``overhead_seconds`` and ``overheads`` (median seconds
+by category) say how it splits.
+
+Energy spread: where the backend measures energy on power rails, each reading comes with the
+standard error of its sensor updates (:class:`ohq_pynq.hw.power.EnergyReading`); the profile
+keeps, next to the median ``joules``, ``joules_stderr`` (standard error of the mean of the
+repeats' readings, sqrt(sum se_i^2) / n), ``joules_rel_stderr`` (over ``joules``), ``joules_std``
+(standard deviation between repeats) and ``energy_updates`` (sensor updates averaged), and
+``metadata["oqa"]["energy_spread"]`` the median and largest relative standard error.
 
 Noisy hardware: on a non-deterministic backend a (layer, bits) whose cycle spread exceeds
 ``max_spread`` x median (and :data:`MIN_SPREAD_CYCLES`) is unstable; it is measured again,
@@ -111,6 +125,7 @@ class MeasurementCache:
 
 
 _SAMPLE_KEYS = ("cycles", "seconds", "bytes_in", "bytes_out")
+_OPTIONAL_KEYS = ("joules", "joules_stderr", "core_seconds")
 
 
 def _valid_entry(entry) -> bool:
@@ -122,9 +137,9 @@ def _valid_entry(entry) -> bool:
     for smp in entry["samples"]:
         if not isinstance(smp, dict):
             return False
-        for k in _SAMPLE_KEYS + ("joules",):
+        for k in _SAMPLE_KEYS + _OPTIONAL_KEYS:
             v = smp.get(k)
-            if k == "joules" and v is None:
+            if k in _OPTIONAL_KEYS and v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 return False
@@ -158,6 +173,23 @@ def _p90(values) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), 90))
 
 
+def _sample(m, accelerator) -> dict:
+    """One cache sample of a :class:`~ohq_pynq.hw.accelerator.Measurement`: ``seconds`` is the
+    layer end to end (counter + overheads), ``core_seconds`` the counter's share."""
+    smp = {"cycles": int(m.cycles), "seconds": float(m.total_seconds),
+           "core_seconds": float(m.seconds),
+           "joules": None if m.joules is None else float(m.joules),
+           "bytes_in": int(m.bytes_in), "bytes_out": int(m.bytes_out), "runs": int(m.runs)}
+    if m.overheads is not None:
+        smp["overheads"] = {k: float(v) for k, v in m.overheads.items()}
+    if m.joules is not None and m.joules_stderr is not None:
+        smp["joules_stderr"] = float(m.joules_stderr)
+        reading = getattr(accelerator, "last_energy", None)
+        if reading is not None and getattr(reading, "joules", None) == m.joules:
+            smp["energy_updates"] = int(reading.updates)
+    return smp
+
+
 def relative_spread(samples: list[dict]) -> float:
     """(max - min) / median of the cycles of raw repeats (0 for one sample)."""
     cyc = [s["cycles"] for s in samples]
@@ -185,8 +217,25 @@ def summarize(samples: list[dict], weight_bytes: int, unstable: bool | None = No
                      spread_rel=round(relative_spread(samples), 6))
     if unstable:
         extra["unstable"] = True
+    if any(smp.get("core_seconds") is not None for smp in samples):
+        core = [smp.get("core_seconds", smp["seconds"]) for smp in samples]
+        extra["core_seconds"] = _median(core)
+        extra["overhead_seconds"] = max(0.0, _median(sec) - extra["core_seconds"])
+        cats = sorted({k for smp in samples for k in (smp.get("overheads") or {})})
+        if cats:
+            extra["overheads"] = {k: _median([(smp.get("overheads") or {}).get(k, 0.0)
+                                              for smp in samples]) for k in cats}
     if joules is not None and len(jou) > 1:
         extra["joules_spread"] = float(max(jou) - min(jou))
+        extra["joules_std"] = float(np.std(np.asarray(jou, dtype=np.float64), ddof=1))
+    errs = [smp.get("joules_stderr") for smp in samples]
+    if joules is not None and all(e is not None for e in errs):
+        se = float(np.sqrt(sum(e * e for e in errs))) / len(errs)
+        extra["joules_stderr"] = se
+        extra["joules_rel_stderr"] = se / joules if joules > 0 else None
+        ups = [smp.get("energy_updates") for smp in samples]
+        if all(isinstance(u, int) for u in ups):
+            extra["energy_updates"] = int(sum(ups))
     return BitCost(cycles=_median(cyc), seconds=_median(sec), joules=joules,
                    bytes=int(samples[0]["bytes_in"] + samples[0]["bytes_out"]),
                    weight_bytes=int(weight_bytes), cycles_spread=float(max(cyc) - min(cyc)),
@@ -260,10 +309,7 @@ def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_R
                     while todo_runs > 0:
                         for _ in range(todo_runs):
                             _, m = accelerator.run_layer(layer, b, x, w, rq)
-                            samples.append({"cycles": int(m.cycles), "seconds": float(m.seconds),
-                                            "joules": None if m.joules is None else float(m.joules),
-                                            "bytes_in": int(m.bytes_in), "bytes_out": int(m.bytes_out),
-                                            "runs": int(m.runs)})
+                            samples.append(_sample(m, accelerator))
                         # Unstable (spread above the threshold): repeat, up to the limit.
                         todo_runs = (min(need, limit - len(samples))
                                      if is_unstable(samples, max_spread) else 0)
@@ -298,9 +344,17 @@ def profile_network(model, accelerator, *, bits=(4, 8), repeats: int = DEFAULT_R
         for per in result.values():
             for c in per.values():
                 c.joules = None
-                c.extra.pop("joules_spread", None)
+                for k in ("joules_spread", "joules_std", "joules_stderr", "joules_rel_stderr",
+                          "energy_updates"):
+                    c.extra.pop(k, None)
         metadata["oqa"]["energy"] = {"available": False,
                                      "reason": lost or "power rails failed during profiling"}
+    rel = [c.extra["joules_rel_stderr"] for per in result.values() for c in per.values()
+           if c.extra.get("joules_rel_stderr") is not None]
+    if rel:
+        metadata["oqa"]["energy_spread"] = {
+            "median_rel_stderr": float(np.median(rel)), "max_rel_stderr": float(max(rel)),
+            "note": "relative standard error of each layer's joules from its sensor updates"}
     prof = Profile(hardware=info.to_json(), layers=result, placeholder=False, metadata=metadata)
     if out is not None:
         save_profile(out, prof)
@@ -313,21 +367,20 @@ def simulated_profile(layers, bits=(4, 8), board=None, with_energy: bool = True)
     simulator's board) as :func:`profile_network` would measure them on the sim backend, without
     running any data. For ``solve --model`` before a board has profiled the model, so it is
     labelled ``placeholder`` (an estimate, not a measurement on the board). ``with_energy=False``
-    leaves joules null, as on a board without power rails."""
+    leaves joules null, as on a board without power rails. The board's overheads are the
+    simulator's model without the driver's numpy packing (nothing runs)."""
     from .hw.accelerator import Requant
     from .hw.sim import SimAccelerator
 
     layers = list(getattr(layers, "layers", layers))
     if not layers:
         raise ConfigError("cannot estimate a profile: the network has no quantizable layers")
-    sim = SimAccelerator(board, estimate_energy=with_energy)
+    sim = SimAccelerator(board, estimate_energy=with_energy, arm_time="off")
     result: dict[str, dict[int, BitCost]] = {}
     for layer in layers:
         for b in sorted({int(b) for b in bits}):
             m = sim.measure(layer, b, Requant.identity(layer.cout, out_bits=b))   # OQA: out_bits = bits
-            sample = {"cycles": m.cycles, "seconds": m.seconds, "runs": m.runs,
-                      "joules": m.joules if with_energy else None,
-                      "bytes_in": m.bytes_in, "bytes_out": m.bytes_out}
+            sample = {**_sample(m, sim), "joules": m.joules if with_energy else None}
             result.setdefault(layer.name, {})[b] = summarize([sample], layer.weight_bytes(b))
     hardware = {**sim.describe().to_json(),
                 "note": "simulator estimate from layer shapes, not a measurement on the board"}

@@ -43,6 +43,9 @@ class Settings:
     backend: str = "sim"                # "sim" or "pynq"
     board: str | None = None            # board profile; None = backend default / detected
     overlay: str | None = None          # pynq: bitstream path (default overlays/<board>/ohq.bit)
+    overheads: bool = True              # sim: model what a board adds around the cores (DMA, cache,
+                                        # registers, polling, the driver's and the ARM's numpy work)
+    arm_time: str = "measured"          # sim: time the driver's numpy work on this CPU ("off": not)
     calib: str | None = None            # calibration images instead of distilled data
     eval_data: str | None = None        # images (+labels) for the final fidelity check
     input_shape: str | None = None
@@ -132,6 +135,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
     model_hash = file_sha256(model)
     # The hardware next: a missing board or bitstream must fail before minutes of distillation.
     options = {"bitstream": s.overlay} if s.backend == "pynq" and s.overlay else {}
+    if s.backend == "sim":
+        options = {"arm_time": s.arm_time} if s.overheads else {"overheads": False}
     accelerator = make_accelerator(s.backend, board=s.board, **options)
     try:
         info = accelerator.describe()
@@ -436,6 +441,7 @@ def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: 
     profile = load_profile(out / "profile.json")
     dep = read_json(out / "deploy.json", "deployment result")
     measured = dep["measured"]["layers"]
+    arm_edges = dep["measured"].get("arm_edges", {})
     layers = []
     for name, bits in config["layers"].items():
         costs = profile.layers[name]
@@ -446,9 +452,17 @@ def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: 
             "weight_bytes": costs[bits].weight_bytes,
             "predicted_seconds": costs[bits].seconds,
             "measured_seconds": measured[name]["seconds"],
+            "predicted_core_seconds": costs[bits].core_seconds,
+            "predicted_overheads": costs[bits].extra.get("overheads"),
+            "measured_core_seconds": measured[name].get("core_seconds"),
+            "arm_seconds": arm_edges.get(name),
             "predicted_joules": costs[bits].joules,
             "measured_joules": measured[name]["joules"],
         })
+    from .closed_loop import explain, overhead_share
+    end_to_end = dep["measured"].get("end_to_end_seconds", dep["measured"]["accelerator_seconds"])
+    loop = explain(layers, end_to_end, arm_edges, dep["measured"].get("arm_ops", {}))
+    loop["predicted_split"] = overhead_share(layers)
 
     def totals(key):
         t = config[key]
@@ -473,10 +487,12 @@ def _summary(s: Settings, out: Path, model: str, info, timing: dict, data_path: 
         "stages": timing,
         "layers": layers,
         "totals": {"chosen": totals("predicted"), "int8": totals("all_int8"), "int4": totals("all_int4"),
-                   "measured_seconds": dep["measured"]["accelerator_seconds"],
+                   "measured_seconds": end_to_end,
+                   "measured_cores_seconds": dep["measured"]["accelerator_seconds"],
                    "measured_joules": dep["measured"]["joules"],
                    "vs_all_int8": config.get("vs_all_int8")},
         "fidelity": fidelity,
+        "closed_loop": loop,
         "eval_images": dep["verify"]["images"],
         "latency_budget_relaxed": config.get("latency_budget_relaxed"),
         "search": _search_summary(out),

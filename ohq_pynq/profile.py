@@ -7,7 +7,18 @@ Schema (version 1), written by OQA (:mod:`ohq_pynq.oqa`) and read by the ILP::
      "placeholder": false,                 # true for an estimate (oqa.simulated_profile)
      "layers": {name: {"4": {"cycles": median cycles, "cycles_spread": cycles or null,
                              "seconds": s, "joules": J or null, "bytes": bytes moved,
-                             "weight_bytes": bytes of packed weights + bias}, "8": {...}}}}
+                             "weight_bytes": bytes of packed weights + bias,
+                             # optional, from OQA:
+                             "core_seconds": counter / clock, "overhead_seconds": s,
+                             "overheads": {"registers": s, "dma_setup": s, "cache": s,
+                                           "poll": s, "pack": s},
+                             "joules_stderr": J, "joules_rel_stderr": fraction,
+                             "joules_std": J, "energy_updates": n, ...}, "8": {...}}}}
+
+``seconds`` is the layer's latency end to end on the board: the core's counter plus the
+overheads outside it (register programming, DMA set-up, cache maintenance, poll latency, the
+driver's packing); this is what the ILP optimises. ``joules_stderr`` is the standard error of
+``joules`` from the power sensor's updates (the spread of the measurement), where measured.
 
 ``joules`` is null on boards without power rails (PYNQ-Z2); :attr:`Profile.has_energy` is then
 False and an energy budget is a :class:`~ohq_pynq.errors.ConfigError` in the ILP. Unknown extra
@@ -62,8 +73,19 @@ class BitCost:
                               f"'spread:K' (median + K x spread), e.g. 'spread:1'") from None
         if not math.isfinite(k) or k < 0:
             raise ConfigError(f"latency estimate {estimate!r}: K must be a finite number >= 0")
-        per_cycle = self.seconds / self.cycles if self.cycles else 0.0
+        core = float(self.extra.get("core_seconds", self.seconds))   # the counter's seconds
+        per_cycle = core / self.cycles if self.cycles else 0.0
         return self.seconds + k * float(self.cycles_spread or 0.0) * per_cycle
+
+    @property
+    def core_seconds(self) -> float:
+        """The core counter's seconds (``seconds`` without the board's overheads)."""
+        return float(self.extra.get("core_seconds", self.seconds))
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Seconds the board adds outside the core's counter (0 where not profiled)."""
+        return float(self.extra.get("overhead_seconds", 0.0))
 
     def to_json(self) -> dict:
         out = {"cycles": self.cycles, "cycles_spread": self.cycles_spread, "seconds": self.seconds,

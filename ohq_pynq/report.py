@@ -178,6 +178,57 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def closed_loop_section(summary: dict) -> str:
+    """Per layer and in total: predicted (profile) vs measured (deployment) latency, the ARM
+    work, and what the end-to-end gap is made of (``summary["closed_loop"]``)."""
+    loop = summary.get("closed_loop")
+    if not loop:
+        return "<p class='note'>(no closed-loop timing in this summary)</p>"
+    rows = []
+    for r in summary["layers"]:
+        pred, meas = r.get("predicted_seconds"), r.get("measured_seconds")
+        diff = None if pred is None or meas is None else meas - pred
+        over = r.get("predicted_overheads") or {}
+        rows.append([html.escape(r["name"]), str(r["bits"]), _fmt(r.get("predicted_core_seconds"), "ms"),
+                     _fmt(float(sum(over.values())) if over else None, "ms"), _fmt(pred, "ms"),
+                     _fmt(meas, "ms"), _fmt(diff, "ms"), _fmt(r.get("arm_seconds"), "ms")])
+    g = loop["gap"]
+    for op, v in loop.get("arm_ops", {}).items():
+        rows.append([f"ARM: {html.escape(op)} (between cores)", "", "", "", "–", _fmt(v, "ms"),
+                     _fmt(v, "ms"), ""])
+    rows.append(["<b>total per image</b>", "", "", "", f"<b>{_fmt(loop['predicted_seconds'], 'ms')}</b>",
+                 f"<b>{_fmt(loop['measured_seconds'], 'ms')}</b>", f"<b>{_fmt(loop['gap_seconds'], 'ms')}</b>",
+                 _fmt(g["arm_quantize_dequantize"], "ms")])
+    table = _table(["layer", "bits", "core (profile)", "overheads (profile)", "predicted", "measured",
+                    "measured − predicted", "ARM quantize/dequantize"], rows)
+    labels = {"arm_ops_between_cores": "ARM ops between the cores (float ops in numpy: Add, "
+                                       "pooling, Flatten, ...), not in the per-layer profile",
+              "arm_quantize_dequantize": "ARM quantize of each layer's input / dequantize of its "
+                                         "output where the edge is not direct, not in the profile",
+              "per_layer_difference": "the layers' own calls: deployed output formats differ from "
+                                      "the profiled ones; timing noise of the driver's packing",
+              "unattributed": "the rest: the deployment's own Python (graph walk, bookkeeping)"}
+    gap_rows = [[html.escape(labels[k]), _fmt(v, "ms"),
+                 _fmt(v / loop["gap_seconds"], "%") if loop["gap_seconds"] else "–"]
+                for k, v in g.items()]
+    split = loop.get("predicted_split") or {}
+    share = ""
+    if split.get("overhead_fraction") is not None:
+        cats = ", ".join(f"{html.escape(k)} {_fmt(v, 'ms')}" for k, v in
+                         sorted(split["overheads"].items(), key=lambda kv: -kv[1]))
+        share = (f"<p>What the board adds around the cores is {100 * split['overhead_fraction']:.1f} % "
+                 f"of the predicted latency: cores {_fmt(split['core_seconds'], 'ms')}, overheads "
+                 f"{_fmt(split['overhead_seconds'], 'ms')} ({cats}). The core's counter itself holds "
+                 f"the input DMA's start (the driver arms it after ap_start).</p>")
+    rel = loop.get("gap_relative")
+    head = (f"<p>Measured end to end {_fmt(loop['measured_seconds'], 'ms')} per image against "
+            f"{_fmt(loop['predicted_seconds'], 'ms')} predicted by the profile"
+            + (f" ({100 * rel:+.1f} %)" if rel is not None else "") + ". The measured figure is "
+            "the deployment's own clock per image, not a sum of the per-layer table.</p>")
+    return head + share + table + "<h3>Where the gap comes from</h3>" + _table(
+        ["part", "per image", "share of the gap"], gap_rows)
+
+
 def render(summary: dict, out_dir: str | os.PathLike) -> Path:
     """Draw the plots into ``out_dir`` and write ``out_dir/report.html``; returns its path."""
     out = Path(out_dir)
@@ -232,6 +283,7 @@ board {html.escape(str(summary.get('hardware', {}).get('board', '')))}.</p>
 {_table(["layer", "op", "bits", "sensitivity", "int8 latency", "int4 latency", "predicted", "measured"], layer_rows)}
 <h2>Predicted vs measured</h2>
 {_img(out / "latency.png", "predicted vs measured latency")}
+{closed_loop_section(summary)}
 <h2>Run</h2>
 <div class="grid">{settings}{hardware}</div>
 </body></html>

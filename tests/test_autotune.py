@@ -18,6 +18,7 @@ out = "run"
 install = "installed/config.json"
 backend = "sim"
 board = "kv260"
+overheads = false
 [budgets]
 latency = "{latency}"
 [search]

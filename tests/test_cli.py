@@ -143,11 +143,14 @@ def test_stage_commands_chain(files, capsys):
 def test_run_command_table_and_json(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--out", str(out), "--num", "8", "--iters", "10", "--eval-images", "40",
-            "--board", "kv260", "--latency-budget", "0.9"]
+            "--board", "kv260", "--no-latency-budget"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "all int8" in text and "all int4" in text and "top-1 agreement with fp32" in text
     assert "accuracy" in text and "/fc/Gemm" in text
+    # The closed loop: measured end to end against the profile, and what the gap is made of.
+    assert "ARM ms" in text and "ARM ops between cores" in text
+    assert "end to end per image: measured" in text and "board overheads are" in text
     assert main(argv + ["--json"]) == 0            # everything reused; JSON on stdout only
     captured = capsys.readouterr()
     summary = json.loads(captured.out)

@@ -187,3 +187,83 @@ def _activation_shapes(net) -> dict:
         if dims and all(dims):
             out[vi.name] = dims
     return out
+
+
+# -- the closed loop: deployment's end-to-end time is measured, not summed -------------------
+class StepClock:
+    """A clock that advances 1 ms per reading: deterministic host time."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 1e-3
+        return self.t
+
+
+def test_board_clock_replaces_accelerator_calls_and_scales_arm_time():
+    from ohq_pynq.closed_loop import BoardClock
+
+    clock = BoardClock(arm_scale=10.0, clock=StepClock())       # made at t = 1 ms
+    # 4 ms of host time pass (readings at 2..5 ms); 1 ms of it was a call the board does in 7 us.
+    for _ in range(3):
+        clock.clock()
+    clock.add_call(1e-3, 7e-6)
+    assert clock.now() == pytest.approx(10 * (5e-3 - 1e-3 - 1e-3) + 7e-6)
+    assert clock.arm(2e-3) == pytest.approx(2e-2)
+
+
+def _deployment(digits, model, board, **sim):
+    xc, xt, _ = digits
+    net = prepare(model_path(model))
+    q = quantize(net, {n: 4 if i % 2 else 8 for i, n in enumerate(net.layer_names)}, calibrate(net, xc))
+    return net, Deployment(q, make_accelerator("sim", board=board, **sim)), xt[:6]
+
+
+def test_end_to_end_is_the_board_clock_per_image_not_the_per_layer_sum(digits):
+    """Without ARM time (arm_time off) the board clock is exactly the sum of the cores' calls
+    (core + overheads); with ARM time the ARM ops between the cores (residual Add, pooling) and
+    the quantize/dequantize at the cores' edges come on top, timed by kind."""
+    net, dep, x = _deployment(digits, "digits_resnet_bn", "pynq-z2", arm_time="off")
+    _, stats = dep.run(x)
+    per = stats.per_image()
+    cores = sum(v["seconds"] for v in per["layers"].values())
+    assert per["end_to_end_seconds"] == pytest.approx(cores, rel=1e-9)
+    assert per["accelerator_seconds"] == pytest.approx(cores)
+    for v in per["layers"].values():
+        assert v["seconds"] > v["core_seconds"] > 0                 # overheads on top of the counter
+    assert sum(per["arm_ops"].values()) == 0 and sum(per["arm_edges"].values()) == 0
+
+    net, dep, x = _deployment(digits, "digits_resnet_bn", "pynq-z2", arm_time="measured")
+    _, stats = dep.run(x)
+    per = stats.per_image()
+    cores = sum(v["seconds"] for v in per["layers"].values())
+    arm_ops, arm_edges = sum(per["arm_ops"].values()), sum(per["arm_edges"].values())
+    assert {"Add", "Flatten"} <= set(per["arm_ops"]) and arm_ops > 0 and arm_edges > 0
+    assert set(per["arm_edges"]) == set(net.layer_names)
+    # Measured on the clock: everything timed by kind is inside it, and something more (the
+    # deployment's own Python) too.
+    assert per["end_to_end_seconds"] > cores + arm_ops + arm_edges
+
+
+def test_end_to_end_on_the_pynq_backend_is_the_wall_clock(digits, tmp_path):
+    """On the board (here the fake pynq) the clock is the wall clock: arm_scale 1 and each
+    call's board seconds are its measured time (without an energy replay)."""
+    from ohq_pynq.hw.fake_pynq import FakePynq, write_overlay
+    from ohq_pynq.hw.overlay import OverlayAccelerator
+    import time
+
+    xc, xt, _ = digits
+    net = prepare(model_path("digits_mbv3_bn"))
+    q = quantize(net, 8, calibrate(net, xc))
+    bit = write_overlay(tmp_path, "pynq-z2")
+    acc = OverlayAccelerator(board="pynq-z2", bitstream=bit, pynq_module=FakePynq(board="pynq-z2"))
+    t0 = time.perf_counter()
+    _, stats = Deployment(q, acc).run(xt[:2])
+    wall = time.perf_counter() - t0
+    per = stats.per_image()
+    assert 0 < 2 * per["end_to_end_seconds"] <= wall
+    assert 2 * per["end_to_end_seconds"] == pytest.approx(stats.host_seconds, rel=0.05)
+    for v in per["layers"].values():
+        assert v["seconds"] > v["core_seconds"] > 0
+    acc.close()

@@ -70,7 +70,9 @@ def test_driver_matches_the_simulator_bit_for_bit_and_counter_for_counter(bitfil
         assert (m.cycles, m.bytes_in, m.bytes_out, m.mac_cycles, m.runs) == \
             (ms.cycles, ms.bytes_in, ms.bytes_out, ms.mac_cycles, ms.runs)
         assert m.seconds == pytest.approx(m.cycles / 100e6)
-        assert m.joules is None and m.in_stall_cycles == 3 * m.runs
+        # The counter runs from ap_start: both see the input DMA's start as input stall.
+        assert m.in_stall_cycles == ms.in_stall_cycles > 3 * m.runs
+        assert m.joules is None
     assert acc.describe().backend == "pynq" and acc.read_power() is None
     assert acc.describe().bitstream_sha256 and not acc.describe().deterministic
     acc.close()

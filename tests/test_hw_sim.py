@@ -246,3 +246,76 @@ def test_board_override_from_boards_json(tmp_path):
     z2 = get_board("Pynq-Z2", path=table)
     assert z2.core(4).pe == 4 and z2.core(8).max_wdepth == 2048 and z2.core(4).bus_bytes == 8
     assert z2.rails == () and z2.energy is not None
+
+
+# -- what a board adds around the core (hw/overheads.py) ------------------------------------
+def _layer_and_tensors(rng, cin=16, cout=16, hw=8):
+    layer = cm.ConvLayer(cin=cin, cout=cout, h=hw, w=hw, kernel=3, pads=(1, 1, 1, 1))
+    x = rng.integers(-100, 100, size=(hw, hw, cin))
+    w = rng.integers(-100, 100, size=(cout, cin, 3, 3))
+    return layer, x, w, Requant.identity(cout, shift=8)
+
+
+@pytest.mark.parametrize("board", ["pynq-z2", "zcu104"])
+def test_sim_models_what_the_board_adds_around_the_core(rng, board):
+    from ohq_pynq.hw import cycle_model, overheads as oh
+
+    layer, x, w, rq = _layer_and_tensors(rng)
+    sim = SimAccelerator(board, arm_time="off")
+    bare = SimAccelerator(board, overheads=False)
+    y, m = sim.run_layer(layer, 8, x, w, rq)
+    yb, mb = bare.run_layer(layer, 8, x, w, rq)
+    assert np.array_equal(y, yb)                                     # same arithmetic
+    b = get_board(board)
+    cpu = oh.cpu_model(board)
+    # The bare core is the cycle model; on the board the counter also sees the DMA's start.
+    assert mb.cycles == cycle_model.cycles(layer, b.core(8)) and mb.overheads is None
+    stall = oh.start_stall_cycles(cpu, b.fclk_hz)
+    assert stall == int(np.ceil(cpu.dma_transfer_s * b.fclk_hz)) + cpu.ddr_latency_cycles + 6
+    assert m.cycles == mb.cycles + stall and m.in_stall_cycles == stall
+    assert m.seconds == pytest.approx(m.cycles / b.fclk_hz)
+    # Outside the counter: 16 writes (15 configuration + ap_start) and 13 reads, the S2MM set-up,
+    # a flush and an invalidate of the buffers, half a poll period + the read that sees done.
+    o = m.overheads
+    assert set(o) == set(oh.CATEGORIES) and o["pack"] == 0.0
+    assert o["registers"] == pytest.approx(16 * cpu.mmio_write_s + 13 * cpu.mmio_read_s)
+    assert o["dma_setup"] == pytest.approx(cpu.dma_transfer_s)
+    lines = -(-m.bytes_in // 64) * 64 + -(-m.bytes_out // 64) * 64
+    assert o["cache"] == pytest.approx(2 * cpu.cache_call_s + lines / cpu.cache_bytes_per_s)
+    assert o["poll"] == pytest.approx(0.5 * (3 * cpu.mmio_read_s + cpu.sleep0_s) + cpu.mmio_read_s)
+    assert m.total_seconds == pytest.approx(m.seconds + sum(o.values()))
+    # Deterministic without the measured ARM time; the model is part of the hardware id.
+    assert sim.run_layer(layer, 8, x, w, rq)[1].overheads == o and sim.describe().deterministic
+    info = sim.describe()
+    assert info.overhead_model["mmio_write_s"] == cpu.mmio_write_s
+    assert info.hardware_id != bare.describe().hardware_id
+
+
+def test_overheads_scale_with_the_board_and_the_bytes(rng):
+    layer, x, w, rq = _layer_and_tensors(rng)
+    big, xb, wb, rqb = _layer_and_tensors(rng, cin=64, cout=64, hw=16)
+    z2, zu = SimAccelerator("pynq-z2", arm_time="off"), SimAccelerator("zcu104", arm_time="off")
+    m_z2, m_zu = z2.run_layer(layer, 8, x, w, rq)[1], zu.run_layer(layer, 8, x, w, rq)[1]
+    assert m_z2.overhead_seconds > 2 * m_zu.overhead_seconds          # Cortex-A9 vs A53
+    m_big = z2.run_layer(big, 8, xb, wb, rqb)[1]
+    assert m_big.overheads["cache"] > m_z2.overheads["cache"]         # more bytes to flush
+    assert m_big.overheads["registers"] == m_z2.overheads["registers"]
+    # int4 moves fewer bytes: less cache maintenance for the same layer.
+    m4 = z2.run_layer(big, 4, np.clip(xb, -7, 7), np.clip(wb, -7, 7), rqb)[1]
+    assert m4.overheads["cache"] < m_big.overheads["cache"]
+
+
+def test_measured_arm_time_is_the_drivers_numpy_work_scaled_to_the_board(rng):
+    layer, x, w, rq = _layer_and_tensors(rng)
+    one = SimAccelerator("pynq-z2", arm_time="measured", arm_scale=1.0)
+    assert not one.describe().deterministic and one.describe().arm_scale == 1.0
+    m1 = one.run_layer(layer, 8, x, w, rq)[1]
+    # pack + copy + unpack of a small layer: some microseconds of numpy on this CPU, at most
+    # the whole call's wall time.
+    assert 1e-6 < m1.overheads["pack"] < m1.wall_seconds
+    assert m1.total_seconds == pytest.approx(m1.seconds + sum(m1.overheads.values()))
+    z2 = SimAccelerator("pynq-z2", arm_time="measured")
+    assert z2.arm_scale == 12.0 and SimAccelerator("zcu104", arm_time="measured").arm_scale == 6.0
+    assert SimAccelerator("pynq-z2").arm_scale == 0.0 and SimAccelerator("pynq-z2").describe().deterministic
+    with pytest.raises(ConfigError, match="arm_time"):
+        SimAccelerator("pynq-z2", arm_time="sometimes")

@@ -489,13 +489,13 @@ def test_cli_solve_with_placeholder_profile_from_model(tmp_path, capsys):
     s.write_text(json.dumps({"schema": 1, "estimator": "exact",
                              "layers": {n: 0.01 * (i + 1) for i, n in enumerate(names)}}))
     out = tmp_path / "c.json"
-    assert main(["solve", "--sensitivity", str(s), "--model", str(model), "--latency-budget", "0.8",
+    assert main(["solve", "--sensitivity", str(s), "--model", str(model), "--size-budget", "0.8",
                  "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "warning:" in captured.err and "placeholder" in captured.err
     meta = json.loads(out.read_text())
     assert meta["profile_placeholder"] is True and list(meta["layers"]) == names
-    assert meta["vs_all_int8"]["latency"] <= 0.8 * TOL
+    assert meta["vs_all_int8"]["size"] <= 0.8 * TOL
 
 
 # ------------------------------------------------------------- default objective and top-k

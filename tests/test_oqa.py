@@ -69,7 +69,8 @@ def test_profile_schema_is_what_the_ilp_reads(model_path, tmp_path):
         assert key in entry
     assert entry["joules"] > 0 and loaded.has_energy
     for name, costs in prof.layers.items():
-        assert costs[8].seconds == pytest.approx(costs[8].cycles / acc.board.fclk_hz)
+        assert costs[8].core_seconds == pytest.approx(costs[8].cycles / acc.board.fclk_hz)
+        assert costs[8].seconds == pytest.approx(costs[8].core_seconds + costs[8].overhead_seconds)
         assert costs[4].weight_bytes < costs[8].weight_bytes
         assert costs[4].bytes <= costs[8].bytes
     # The ILP consumes it directly.
@@ -119,7 +120,7 @@ def test_cache_rerun_measures_nothing_and_killed_run_resumes(model_path, tmp_pat
     profile_network(model_path, acc4, repeats=4, cache=cache)
     assert acc4.calls == 2 * len(LAYERS)
     # Another board is another hardware id: nothing reused.
-    acc5 = Counting(SimAccelerator("kv260"))
+    acc5 = Counting(SimAccelerator("kv260", arm_time="off"))
     profile_network(model_path, acc5, cache=cache)
     assert acc5.calls == 2 * len(LAYERS)
 
@@ -162,7 +163,7 @@ def test_simulated_profile_is_what_oqa_measures_on_the_simulator(model_path, tmp
     net = load_network(model_path)
     for board in ("pynq-z2", "zcu104"):
         est = simulated_profile(net, board=board)
-        measured = profile_network(model_path, SimAccelerator(board, estimate_energy=True), repeats=1)
+        measured = profile_network(model_path, SimAccelerator(board, estimate_energy=True, arm_time="off"), repeats=1)
         assert est.placeholder and list(est.layers) == LAYERS and est.bits == (4, 8)
         for name in LAYERS:
             for b in (4, 8):
@@ -177,3 +178,68 @@ def test_simulated_profile_is_what_oqa_measures_on_the_simulator(model_path, tmp
     assert loaded.placeholder and not loaded.has_energy and loaded.has_weight_bytes
     with pytest.raises(ConfigError, match="no quantizable layers"):
         simulated_profile([])
+
+
+def test_profile_measures_the_board_overheads_the_ilp_optimises(model_path, tmp_path):
+    """seconds = the core's counter + what the board adds outside it, per layer and bits; the
+    bare core (overheads=False) is what the profile held before, and the ILP's all-int8 latency
+    is the sum of the end-to-end seconds."""
+    from ohq_pynq import ilp
+    from ohq_pynq.hw.overheads import CATEGORIES
+
+    out = tmp_path / "p.json"
+    prof = profile_network(model_path, SimAccelerator("pynq-z2", arm_time="off"), out=out)
+    bare = profile_network(model_path, SimAccelerator("pynq-z2", overheads=False))
+    raw = json.loads(out.read_text())["layers"]
+    for name in LAYERS:
+        for b in (4, 8):
+            c, core = prof.layers[name][b], bare.layers[name][b]
+            assert set(raw[name][str(b)]["overheads"]) == set(CATEGORIES)
+            assert c.extra["overheads"]["pack"] == 0.0                  # arm_time off
+            for k in ("registers", "dma_setup", "cache", "poll"):
+                assert c.extra["overheads"][k] > 0, (name, b, k)
+            # The counter holds the input DMA's start; the rest is outside it.
+            assert c.cycles > core.cycles and c.core_seconds > core.seconds
+            assert c.seconds == pytest.approx(c.core_seconds + sum(c.extra["overheads"].values()))
+            assert c.seconds > 3 * core.seconds                        # small layers: overheads dominate
+    sens = {"layers": {n: 0.1 for n in LAYERS}}
+    problem = ilp.make_problem(sens, out)
+    want = sum(prof.layers[n][8].seconds for n in LAYERS)
+    assert ilp.solve(problem, beta=1, gamma=0).metadata()["all_int8"]["seconds"] == pytest.approx(want)
+
+
+def test_profile_measures_arm_time_per_layer_and_repeats_it(model_path):
+    """With the driver's numpy work timed on this CPU the simulator is not deterministic: OQA
+    takes the median of the repeats, and every sample carries its packing time."""
+    acc = Counting(SimAccelerator("pynq-z2", arm_time="measured"))
+    assert not acc.describe().deterministic
+    prof = profile_network(model_path, acc, repeats=2, layers=["conv1", "fc"])
+    assert acc.calls == 2 * 2 * 2
+    for name in ("conv1", "fc"):
+        c = prof.layers[name][8]
+        assert c.extra["repeats"] == 2 and c.extra["overheads"]["pack"] > 0
+
+
+def test_profile_reports_the_energy_spread_from_the_sensor_updates(model_path, tmp_path):
+    """Issue 15 item 4: each layer's joules come with the standard error of the sensor updates
+    they were integrated from (and their relative standard error) and the spread of repeats."""
+    from ohq_pynq.hw.fake_pynq import FakePynq, write_overlay
+    from ohq_pynq.hw.overlay import OverlayAccelerator
+
+    fake = FakePynq(board="zcu104", sensor_update=0.004)
+    bit = write_overlay(tmp_path / "ovl", "zcu104")
+    acc = OverlayAccelerator(board="zcu104", bitstream=bit, pynq_module=fake, energy_window=0.06)
+    out = tmp_path / "p.json"
+    prof = profile_network(model_path, acc, repeats=2, out=out, layers=["pw", "fc"])
+    raw = json.loads(out.read_text())
+    for name in ("pw", "fc"):
+        e = raw["layers"][name]["8"]
+        assert e["joules"] > 0 and e["joules_stderr"] > 0 and e["energy_updates"] >= 2
+        assert e["joules_rel_stderr"] == pytest.approx(e["joules_stderr"] / e["joules"])
+        assert e["joules_std"] >= 0
+    spread = raw["oqa"]["energy_spread"]
+    rels = [raw["layers"][n][b].get("joules_rel_stderr") for n in ("pw", "fc") for b in ("4", "8")]
+    rels = [r for r in rels if r is not None]           # None where the energy above idle is 0
+    assert spread["max_rel_stderr"] == pytest.approx(max(rels))
+    assert prof.has_energy
+    acc.close()

@@ -9,7 +9,9 @@ from ohq_pynq.errors import ConfigError, DataError, InfeasibleError
 from ohq_pynq.models import model_path, split_path
 from ohq_pynq.pipeline import Settings, run
 
-FAST = dict(num_images=8, distill_iters=15, eval_images=60, pareto_points=8, board="zcu104")
+# The bare cores (no board overheads): these tests are about stages, reuse and budgets.
+FAST = dict(num_images=8, distill_iters=15, eval_images=60, pareto_points=8, board="zcu104",
+            overheads=False)
 
 
 @pytest.fixture(scope="module")

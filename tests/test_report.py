@@ -38,3 +38,29 @@ def test_renders_in_chromium(report, tmp_path):
                    capture_output=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000   # a real page, not a blank one
+
+
+def test_predicted_vs_measured_per_layer_and_in_total_with_the_gap_explained(report):
+    """The default run models the board's overheads: the report shows per layer the profile's
+    core and overhead seconds, predicted vs measured, and in total the measured end-to-end time
+    against the prediction with the parts of the gap (ARM ops between the cores, quantize /
+    dequantize at the cores' edges, per-layer differences, the rest)."""
+    import json
+
+    html = report.read_text()
+    summary = json.loads((report.parent / "summary.json").read_text())
+    loop = summary["closed_loop"]
+    assert "Where the gap comes from" in html and "total per image" in html
+    assert "ARM ops between the cores" in html and "ARM: Add (between cores)" in html
+    assert "measured − predicted" in html and "of the predicted latency" in html
+    # The parts add up to the gap, and the measured figure is not the per-layer sum.
+    assert sum(loop["gap"].values()) == pytest.approx(loop["gap_seconds"])
+    assert loop["measured_seconds"] == summary["totals"]["measured_seconds"]
+    assert loop["measured_seconds"] > loop["cores_seconds"] > 0
+    assert loop["gap"]["arm_ops_between_cores"] > 0 and loop["arm_ops"]["Add"] > 0
+    split = loop["predicted_split"]
+    assert 0 < split["overhead_fraction"] < 1 and split["overheads"]["registers"] > 0
+    for r in summary["layers"]:
+        assert r["predicted_seconds"] == pytest.approx(
+            r["predicted_core_seconds"] + sum(r["predicted_overheads"].values()))
+        assert f"{1e3 * r['predicted_seconds']:.3f} ms" in html

@@ -126,6 +126,7 @@ def test_kill_9_during_autotune_then_rerun_resumes_and_installs(tmp_path):
         backend = "sim"
         calib = "{CALIB}"
         executor = "numpy"
+        overheads = false
         [budgets]
         latency = "0.9"
         [search]

@@ -24,6 +24,11 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", default="4,8", help="candidate bit-widths (default %(default)s)")
     p.add_argument("--estimate-energy", action="store_true",
                    help="sim: report modelled joules even for a board without power rails")
+    p.add_argument("--arm-time", choices=("off", "measured"), default="off",
+                   help="sim: also time the driver's numpy packing on this CPU, scaled to the "
+                        "board's ARM core (default %(default)s: deterministic, modelled overheads only)")
+    p.add_argument("--no-overheads", action="store_true",
+                   help="sim: the bare cores, without what a board adds around them")
     p.add_argument("--cache", default=None, metavar="PATH",
                    help="measurement cache (default: <out stem>.oqa-cache.json beside --out)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again, keep no cache")
@@ -57,6 +62,7 @@ def run(args) -> int:
     options = {}
     if args.backend == "sim":
         options["estimate_energy"] = args.estimate_energy
+        options.update({"overheads": False} if args.no_overheads else {"arm_time": args.arm_time})
     elif args.overlay:
         options["bitstream"] = args.overlay
     acc = make_accelerator(args.backend, board=args.board, **options)

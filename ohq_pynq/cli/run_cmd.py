@@ -19,6 +19,12 @@ def add_arguments(p) -> None:
                         "overlay on this board")
     p.add_argument("--board", help="board profile: pynq-z2, ultra96v2, zcu104, kv260 "
                                    "(default: simulator pynq-z2 / detected on a board)")
+    p.add_argument("--no-overheads", action="store_true",
+                   help="sim: the bare cores, without what a board adds around them (DMA set-up, "
+                        "cache maintenance, register programming, polling, the ARM's numpy work)")
+    p.add_argument("--arm-time", choices=("measured", "off"), default=d.arm_time,
+                   help="sim: time the driver's numpy packing on this CPU, scaled to the board's "
+                        "ARM core (default %(default)s; off: deterministic)")
     p.add_argument("--overlay", metavar="BIT", help="pynq: the bitstream (default overlays/<board>/ohq.bit)")
     p.add_argument("--calib", metavar="DATA", help="calibration images instead of distilled data "
                                                    "(required for BN-folded models)")
@@ -66,7 +72,7 @@ def settings_from_args(args):
 
     latency = DEFAULT_LATENCY_BUDGET if args.latency_budget is None else args.latency_budget
     return Settings(model=args.model, out=args.out, backend=args.backend, board=args.board,
-                    overlay=args.overlay,
+                    overlay=args.overlay, overheads=not args.no_overheads, arm_time=args.arm_time,
                     calib=args.calib, eval_data=args.eval_data, input_shape=args.input_shape,
                     num_images=args.num, distill_iters=args.iters,
                     latency_budget=None if args.no_latency_budget else latency,
@@ -101,13 +107,39 @@ def _mj(v) -> str:
     return "-" if v is None else f"{1e3 * v:.4f}"
 
 
+def gap_text(loop: dict) -> str:
+    """Predicted vs measured end to end, and what the gap is made of (one or two lines)."""
+    g = loop["gap"]
+    rel = loop.get("gap_relative")
+    ops = ", ".join(f"{op} {_ms(v)}" for op, v in list(loop.get("arm_ops", {}).items())[:4])
+    text = (f"end to end per image: measured {_ms(loop['measured_seconds'])} ms, predicted "
+            f"{_ms(loop['predicted_seconds'])} ms by the profile"
+            + (f" ({100 * rel:+.1f} %)" if rel is not None else "")
+            + f"; the gap: ARM ops between cores {_ms(g['arm_ops_between_cores'])} ms"
+            + (f" ({ops})" if ops else "")
+            + f", ARM quantize/dequantize at the cores {_ms(g['arm_quantize_dequantize'])} ms, "
+              f"per-layer differences {_ms(g['per_layer_difference'])} ms, the rest "
+              f"{_ms(g['unattributed'])} ms")
+    split = loop.get("predicted_split") or {}
+    if split.get("overhead_fraction") is not None:
+        cats = ", ".join(f"{k} {_ms(v)}" for k, v in sorted(split["overheads"].items(), key=lambda kv: -kv[1]))
+        text += (f"\nboard overheads are {100 * split['overhead_fraction']:.1f} % of the predicted "
+                 f"latency (cores {_ms(split['core_seconds'])} ms; {cats} ms)")
+    return text
+
+
 def summary_text(summary: dict) -> str:
     """The terminal table: per layer, totals vs all-int8/all-int4, size and fidelity."""
     rows = [[r["name"], r["bits"], f"{r['sensitivity']:.4g}", _ms(r["predicted_seconds"]),
-             _ms(r["measured_seconds"]), _mj(r["predicted_joules"]), _mj(r["measured_joules"])]
+             _ms(r["measured_seconds"]), _ms(r.get("arm_seconds")), _mj(r["predicted_joules"]),
+             _mj(r["measured_joules"])]
             for r in summary["layers"]]
-    lines = [format_table(["layer", "bits", "sensitivity", "pred ms", "meas ms", "pred mJ", "meas mJ"],
-                          rows, align="lrrrrrr"), ""]
+    loop = summary.get("closed_loop")
+    if loop:
+        rows.append(["ARM ops between cores", "", "", "-", _ms(loop["gap"]["arm_ops_between_cores"]),
+                     "", "", ""])
+    lines = [format_table(["layer", "bits", "sensitivity", "pred ms", "meas ms", "ARM ms", "pred mJ",
+                           "meas mJ"], rows, align="lrrrrrrr"), ""]
     t = summary["totals"]
     tot = [["chosen", _ms(t["chosen"]["seconds"]), _ms(t["measured_seconds"]), _mj(t["chosen"]["joules"]),
             _mj(t["measured_joules"]), f"{t['chosen']['bytes']:,.0f}"],
@@ -138,6 +170,8 @@ def summary_text(summary: dict) -> str:
         lines.append(f"vs {rnd['n']} random configurations at the same budget: lower KL than "
                      f"{100 * rnd['beats_kl']:.1f} %, higher top-1 agreement than "
                      f"{100 * rnd['beats_top1_agreement']:.1f} % (report.html)")
+    if loop:
+        lines.append(gap_text(loop))
     relaxed = summary.get("latency_budget_relaxed")
     if relaxed:
         lines.append(f"latency budget: {relaxed['used']} of all-int8, the smallest feasible (the default "

@@ -51,6 +51,8 @@ class HardwareInfo:
     bitstream_sha256: str | None = None
     deterministic: bool = False        # True: repeated runs give identical measurements (sim)
     energy_model: dict | None = None   # sim: the energy constants used, else None
+    overhead_model: dict | None = None  # sim: the board-overhead constants used, else None
+    arm_scale: float = 1.0             # board seconds per host second of ARM-side work (sim)
 
     @property
     def has_power(self) -> bool:
@@ -69,6 +71,9 @@ class HardwareInfo:
                "cores": {str(b): core_json(c) for b, c in sorted(self.cores.items())}}
         if self.energy_model is not None:
             out["energy_model"] = self.energy_model
+        if self.overhead_model is not None:
+            out["overhead_model"] = self.overhead_model
+        out["arm_scale"] = self.arm_scale
         out["hardware_id"] = self.hardware_id
         return out
 
@@ -78,6 +83,8 @@ class HardwareInfo:
         from .boards import core_json
         key = {"backend": self.backend, "board": self.board, "fclk_hz": self.fclk_hz,
                "rails": list(self.rails), "energy_model": self.energy_model,
+               **({"overhead_model": self.overhead_model, "arm_scale": self.arm_scale}
+                  if self.overhead_model is not None else {}),
                "cores": {str(b): core_json(c) for b, c in sorted(self.cores.items())}}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.backend}-{self.board}-{digest}"
@@ -86,7 +93,14 @@ class HardwareInfo:
 @dataclass(frozen=True)
 class Measurement:
     """Cost of one layer: core cycles (counter), seconds = cycles / fclk, bytes over the AXI
-    streams, joules (None without power rails), stall/MAC counters, runs (tiles) executed."""
+    streams, joules (None without power rails), stall/MAC counters, runs (tiles) executed.
+
+    ``overheads``: seconds the board spends outside the core's counter, by category
+    (:data:`ohq_pynq.hw.overheads.CATEGORIES`: register programming, DMA set-up, cache
+    maintenance, poll latency, the driver's numpy packing); None where not known.
+    ``board_seconds``: the call's duration on the board, counter + overheads (sim: modelled;
+    pynq: measured, without the energy replay). ``joules_stderr``: standard error of
+    ``joules`` from the spread of the sensor updates (None without a measurement)."""
 
     cycles: int
     seconds: float
@@ -98,16 +112,35 @@ class Measurement:
     mac_cycles: int = 0
     runs: int = 1
     wall_seconds: float | None = None   # host wall-clock time of the whole call (s), if measured
+    overheads: Mapping[str, float] | None = None   # s outside the counter, by category
+    board_seconds: float | None = None  # s the call takes on the board (counter + overheads)
+    joules_stderr: float | None = None  # standard error of joules (J), from the sensor updates
 
     @property
     def bytes(self) -> int:
         return self.bytes_in + self.bytes_out
 
+    @property
+    def overhead_seconds(self) -> float:
+        """Seconds outside the core's counter (0 when not known)."""
+        return float(sum((self.overheads or {}).values()))
+
+    @property
+    def total_seconds(self) -> float:
+        """What the layer costs the ARM end to end: ``board_seconds`` if known, else counter
+        seconds + overheads."""
+        if self.board_seconds is not None:
+            return float(self.board_seconds)
+        return float(self.seconds) + self.overhead_seconds
+
     def to_json(self) -> dict:
         return {"cycles": self.cycles, "seconds": self.seconds, "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out, "joules": self.joules,
                 "in_stall_cycles": self.in_stall_cycles, "out_stall_cycles": self.out_stall_cycles,
-                "mac_cycles": self.mac_cycles, "runs": self.runs}
+                "mac_cycles": self.mac_cycles, "runs": self.runs,
+                **({"overheads": dict(self.overheads)} if self.overheads is not None else {}),
+                **({"board_seconds": self.board_seconds} if self.board_seconds is not None else {}),
+                **({"joules_stderr": self.joules_stderr} if self.joules_stderr is not None else {})}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ The device model behind the core's registers is the simulator core: on ``ap_star
 the configuration registers, takes the input beats the DMA delivers, decodes them (the inverse of
 ``core_model.pack_input``), computes with ``core_model.conv_reference``, streams the packed output
 into the S2MM channel (stalling until one is armed), loads the 64-bit counters from the cycle
-model and sets ``ap_done``. Faults for robustness tests: ``hang``, ``dma_error``,
+model plus the input-start stall the simulator models (the counter runs from ap_start, the first
+beat arrives after the driver's MM2S ``transfer()`` and the DDR latency: ``hw/overheads.py``)
+and sets ``ap_done``. Faults for robustness tests: ``hang``, ``dma_error``,
 ``cycle_offset`` (counters above 2^32), ``magic``, ``version`` (the "bitstream's" registers), and
 the :class:`Faults` injected with ``faults=Faults(...)``.
 """
@@ -55,7 +57,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import core_model as cm
-from . import cycle_model
+from . import cycle_model, overheads
 from . import regmap as rm
 from .boards import get_board
 from .hwh import CORE_VLNV, DMA_VLNV, overlay_design, parse_hwh, write_hwh
@@ -229,8 +231,10 @@ class FakeCore:
     """Register file and device model of one ohq_conv core."""
 
     def __init__(self, core: cm.CoreConfig, energy=None, rail=None, hang=False, cycle_offset=0,
-                 magic=rm.MAGIC, fclk_hz=100e6, version=rm.VERSION, faults: Faults | None = None):
+                 magic=rm.MAGIC, fclk_hz=100e6, version=rm.VERSION, faults: Faults | None = None,
+                 start_stall: int = 3):
         self.core, self.energy, self.rail = core, energy, rail
+        self.start_stall = int(start_stall)   # cycles from ap_start to the first input beat
         self.hang, self.cycle_offset, self.fclk_hz = hang, cycle_offset, fclk_hz
         self.faults = faults or Faults()
         self.regs = {r.offset: r.reset for r in rm.REGISTERS}
@@ -315,15 +319,17 @@ class FakeCore:
         out = cm.pack_output(y, layer, core)
         delta = self.faults.out_beats_delta * core.bus_bytes
         out = out + bytes(delta) if delta > 0 else out[:len(out) + delta] if delta < 0 else out
-        cycles = cycle_model.cycles(layer, core) + self.cycle_offset
-        counters = {"CYCLES": cycles, "IN_STALL": 3, "OUT_STALL": 0, "MAC_ACTIVE": geo.mac_steps}
+        busy = cycle_model.cycles(layer, core)
+        cycles = busy + self.start_stall + self.cycle_offset
+        counters = {"CYCLES": cycles, "IN_STALL": self.start_stall, "OUT_STALL": 0,
+                    "MAC_ACTIVE": geo.mac_steps}
         for c, v in counters.items():
             self.regs[rm.offset(c + "_LO")] = v & 0xFFFFFFFF
             self.regs[rm.offset(c + "_HI")] = v >> 32
         if self.faults.counter_hi_zero:
             self.regs[rm.offset("CYCLES_HI")] = 0
         if self.energy is not None and self.rail is not None:
-            self.rail.deposit(self.energy.joules((cycles - self.cycle_offset) / self.fclk_hz,
+            self.rail.deposit(self.energy.joules(busy / self.fclk_hz,
                                                  geo.mac_steps * core.macs_per_cycle, core.bits,
                                                  (geo.in_beats + geo.out_beats) * core.bus_bytes),
                               seconds=time.monotonic() - self.started_at)
@@ -642,6 +648,10 @@ class FakePynq:
         self.board = get_board(board) if isinstance(board, str) else board
         self.hang, self.dma_error, self.cycle_offset, self.magic = hang, dma_error, cycle_offset, magic
         self.version = version
+        # The counter runs from ap_start: the cores wait for the driver's MM2S transfer() and
+        # the DDR latency, as the simulator models them (hw/overheads.py).
+        self.start_stall = overheads.start_stall_cycles(overheads.cpu_model(self.board.name),
+                                                        self.board.fclk_hz)
         self.faults = faults or Faults()
         self.sensor = FakeSensor(idle_watts, update_interval=sensor_update, faults=self.faults)
         self._rails = board_rails(self.board.name, self.sensor, rails)
@@ -754,7 +764,8 @@ class FakePynq:
                 core = core_from_parameters(desc["parameters"])
                 dev = FakeCore(core, energy=energy, rail=self.sensor if energy else None,
                                hang=self.hang, cycle_offset=self.cycle_offset, magic=self.magic,
-                               fclk_hz=self.board.fclk_hz, version=self.version, faults=self.faults)
+                               fclk_hz=self.board.fclk_hz, version=self.version, faults=self.faults,
+                               start_stall=self.start_stall)
                 self.cores[core.bits] = dev
             elif vlnv == DMA_VLNV:
                 dev = AxiDmaDevice(self, desc["parameters"], fail_all=self.dma_error)

@@ -16,6 +16,11 @@ Per run of the core (a layer is split into runs by :mod:`.tiling` when it exceed
 5. read the 64-bit CYCLES / IN_STALL / OUT_STALL / MAC_ACTIVE counters (lo, hi) and check
    ``IN_BEATS`` against the stream length the driver computed.
 
+Each step is timed with ``time.perf_counter`` into the categories of :mod:`.overheads`
+(``registers``, ``dma_setup``, ``cache``, ``poll``: ap_start to seeing done beyond the counter,
+``pack``); the :class:`Measurement` carries them, ``board_seconds`` (the call without the energy
+replay) and the energy reading's standard error (``joules_stderr``).
+
 Overlay conventions (as ``vivado/tcl/build_overlay.tcl`` builds it): each core's IP has the VLNV
 :data:`VLNV` (cells ``ohq_int4``, ``ohq_int8``); its AXI DMA has ``int<bits>`` in its name
 (``dma_int4``, ``dma_int8``) — or, failing that, the core's name with ``conv`` replaced by
@@ -114,6 +119,7 @@ class CoreDriver:
     def __init__(self, name: str, ip, dma, pynq, timeout: float = DEFAULT_TIMEOUT,
                  vlnv: str | None = None, dma_name: str | None = None):
         self.name, self.ip, self.dma, self.pynq, self.timeout = name, ip, dma, pynq, timeout
+        self.fclk_hz = 100e6          # set by OverlayAccelerator from the PS clock
         self.dma_name = dma_name
         check_magic(name, ip)
         version = self.read("VERSION")
@@ -237,7 +243,10 @@ class CoreDriver:
 
     def execute(self, layer: cm.ConvLayer, stream: np.ndarray, decode: bool = True):
         """Run ``layer`` on an already packed input ``stream`` (uint8). Returns (outputs or None,
-        counters + bytes in/out)."""
+        counters + bytes in/out + ``overheads``: seconds by category outside the counter, timed
+        with ``time.perf_counter`` as :mod:`.overheads` models them)."""
+        clock = time.perf_counter
+        spent = dict.fromkeys(("registers", "dma_setup", "cache", "poll", "pack"), 0.0)
         core = self.core
         geo = cm.geometry(layer, core)
         n_in, n_out = stream.size, geo.out_beats * core.bus_bytes
@@ -246,15 +255,22 @@ class CoreDriver:
                                 f"maximum transfer of {self.max_transfer} bytes; widen its length "
                                 f"register in the block design.")
         ibuf, obuf = self._buffer("in", n_in), self._buffer("out", n_out)
+        t = clock()
         ibuf[:] = stream
+        t, spent["pack"] = clock(), clock() - t
         ibuf.flush()
+        t, spent["cache"] = clock(), clock() - t
         for name, value in layer.registers().items():
             self.write(name, value)
+        t, spent["registers"] = clock(), clock() - t
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         chunk = self.chunk or n_in
         deadline = time.monotonic() + self.timeout
         self._transfer(recv, obuf, 0, n_out)
+        t, spent["dma_setup"] = clock(), clock() - t
         self.write("CTRL", rm.CTRL_AP_START)
+        t_start = clock()
+        spent["registers"] += t_start - t
         for start in range(0, n_in, chunk):
             self._transfer(send, ibuf, start, min(chunk, n_in - start))
             self._wait("the input DMA transfer", self._channel_ready(send), deadline)
@@ -263,24 +279,30 @@ class CoreDriver:
             self._dma_error(send, recv)    # a halted DMA stalls the core: report the DMA
             return self.read("CTRL") & rm.CTRL_AP_DONE
         self._wait("ap_done", done, deadline)
+        t_done = clock()
         self._wait("the output DMA transfer", self._channel_ready(recv), deadline)
         self._received(recv, n_out)
+        t, spent["dma_setup"] = clock(), spent["dma_setup"] + clock() - t_done
         y = None
         if decode:
             obuf.invalidate()
+            t, spent["cache"] = clock(), spent["cache"] + clock() - t
             y = cm.unpack_output(bytes(np.asarray(obuf)), layer, core)
+            t, spent["pack"] = clock(), spent["pack"] + clock() - t
         beats = self.read("IN_BEATS")
         if beats != geo.in_beats:
             raise HardwareError(f"core {self.name}: IN_BEATS reads {beats}, the driver streamed "
                                 f"{geo.in_beats} beats (register-map mismatch).")
         info = self.counters()
+        spent["registers"] += clock() - t
         if info["CYCLES"] < info["MAC_ACTIVE"] or info["CYCLES"] < geo.in_beats:
             raise HardwareError(f"core {self.name}: CYCLES reads {info['CYCLES']}, fewer than the "
                                 f"{max(info['MAC_ACTIVE'], geo.in_beats)} cycles the run needs at least; "
                                 f"the cycle counter wrapped or its upper word is not wired.")
-        info.update(bytes_in=n_in, bytes_out=n_out)
+        # From ap_start to seeing done, beyond what the counter counted: the poll latency.
+        spent["poll"] = max(0.0, (t_done - t_start) - info["CYCLES"] / self.fclk_hz)
+        info.update(bytes_in=n_in, bytes_out=n_out, overheads=spent)
         return y, info
-
 
 def find_bitstream(board: str) -> Path:
     """``overlays/<board>/ohq.bit`` in the source tree or the installed package."""
@@ -363,6 +385,8 @@ class OverlayAccelerator:
                                     f"{self.drivers[drv.core.bits].name}).")
             self.drivers[drv.core.bits] = drv
         self.fclk_hz = self._fclk()
+        for drv in self.drivers.values():
+            drv.fclk_hz = self.fclk_hz
         self.monitor = None
         self.energy_error: str | None = None   # why energy stopped being measured mid-run
         self.power_error: str | None = None    # why energy was not measured from the start
@@ -417,13 +441,19 @@ class OverlayAccelerator:
         plan = plan_layer(conv, drv.core)
         packed = []
 
+        packing = 0.0
+
         def run_tile(tile, *tensors):
+            nonlocal packing
+            t = time.perf_counter()
             stream = np.frombuffer(cm.pack_input(*tensors, tile.layer, drv.core), dtype=np.uint8)
+            packing += time.perf_counter() - t
             packed.append((tile.layer, stream))
             return drv.execute(tile.layer, stream)
 
         y, infos = run_plan(plan, x, w, bias, mult, shift, run_tile)
-        joules = None
+        board_seconds = time.perf_counter() - t0        # the layer as deployment sees it
+        joules = joules_stderr = None
         if self.monitor is not None and self.energy_error is None:
             from .power import PowerUnavailable
 
@@ -433,6 +463,7 @@ class OverlayAccelerator:
             try:
                 reading = self.monitor.measure_energy(replay, self.energy_window)
                 joules, self.last_energy = reading.joules, reading
+                joules_stderr = reading.joules_stderr
                 self.energy_log.append({"layer": getattr(layer, "name", None), "bits": int(bits),
                                         **reading.to_json()})
             except PowerUnavailable as err:
@@ -441,6 +472,9 @@ class OverlayAccelerator:
                 warnings.warn(f"{err} Energy is unavailable from here on; latency is still "
                               f"measured.", stacklevel=2)
         cyc = sum(i["CYCLES"] for i in infos)
+        over = {k: sum(i["overheads"][k] for i in infos) for k in infos[0]["overheads"]}
+        over["pack"] += packing
+        # Whatever the categories miss (Python between the steps, slicing) is in board_seconds.
         return y, Measurement(
             cycles=int(cyc), seconds=cyc / self.fclk_hz,
             bytes_in=int(sum(i["bytes_in"] for i in infos)),
@@ -448,7 +482,8 @@ class OverlayAccelerator:
             in_stall_cycles=int(sum(i["IN_STALL"] for i in infos)),
             out_stall_cycles=int(sum(i["OUT_STALL"] for i in infos)),
             mac_cycles=int(sum(i["MAC_ACTIVE"] for i in infos)), runs=plan.runs,
-            wall_seconds=time.perf_counter() - t0)
+            wall_seconds=time.perf_counter() - t0, overheads=over, board_seconds=board_seconds,
+            joules_stderr=joules_stderr)
 
     def read_power(self):
         """A :class:`PowerSample` of the board's rails, or None without (working) rails."""

@@ -175,8 +175,8 @@ def test_deployment_frees_each_activation_after_its_last_reader(digits):
 
 
 def _fresh_stats(dep):
-    from ohq_pynq.deploy import DeployStats, LayerCost
-    return DeployStats(layers={n: LayerCost() for n in dep.plans})
+    from ohq_pynq.deploy import DeployStats, LayerCost, _board_clock
+    return DeployStats(layers={n: LayerCost() for n in dep.plans}, clock=_board_clock(dep.accelerator))
 
 
 def _activation_shapes(net) -> dict:

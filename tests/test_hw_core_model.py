@@ -327,3 +327,42 @@ def test_boards_json_cores_are_valid_and_fit():
                               str(root / "ohq_pynq" / "hw" / "boards.json"), name],
                              capture_output=True, text=True, check=True).stdout
         assert f"set part {b['part']}" in tcl and "set core_params(4) {PE " in tcl
+
+
+@pytest.mark.parametrize("core", [CORE8, CORE4])
+def test_stream_packer_packs_weights_once_and_streams_what_pack_input_does(core):
+    # A deployed network streams the same weights every image: the packer keeps each run's
+    # weight words under the caller's key while the owner tensor lives, and repacks the rest.
+    rng = np.random.default_rng(3)
+    layer, x, w, bias, mult, shift = random_case(rng, core.bits, groups=1)
+    packer = cm.StreamPacker()
+    first = packer.pack(x, w, bias, mult, shift, layer, core, key=("conv", 0), owner=w)
+    assert first == cm.pack_input(x, w, bias, mult, shift, layer, core)
+    x2 = rng.integers(*cm.act_range(core.bits, layer.in_signed), size=x.shape)
+    bias2 = bias + 7                                     # input-split runs change the bias per image
+    again = packer.pack(x2, w, bias2, mult, shift, layer, core, key=("conv", 0), owner=w)
+    assert again == cm.pack_input(x2, w, bias2, mult, shift, layer, core)
+    assert (packer.hits, packer.misses) == (1, 1)
+    # another tensor under the same key (an id reused after the owner died) is packed afresh
+    w2 = -w
+    assert packer.pack(x, w2, bias, mult, shift, layer, core, key=("conv", 0), owner=w2) == \
+        cm.pack_input(x, w2, bias, mult, shift, layer, core)
+    assert packer.misses == 2
+    # a hit still checks this run's operands
+    lo, hi = cm.act_range(core.bits, layer.in_signed)
+    with pytest.raises(DataError, match="activations"):
+        packer.pack(np.full_like(x, hi + 1), w2, bias, mult, shift, layer, core, key=("conv", 0), owner=w2)
+    with pytest.raises(DataError, match="mult"):
+        packer.pack(x, w2, bias, mult + (1 << 16), shift, layer, core, key=("conv", 0), owner=w2)
+
+
+def test_stream_packer_bounds_the_bytes_it_keeps():
+    rng = np.random.default_rng(4)
+    layer, x, w, bias, mult, shift = random_case(rng, 8)
+    one = len(cm.pack_weights(w, layer, CORE8))
+    packer = cm.StreamPacker(max_bytes=2 * one)
+    for k in range(4):
+        packer.pack(x, w, bias, mult, shift, layer, CORE8, key=k, owner=w)
+    assert packer._bytes == 2 * one and len(packer._weights) == 2      # least recently used dropped
+    packer.pack(x, w, bias, mult, shift, layer, CORE8, key=3, owner=w)
+    assert packer.hits == 1

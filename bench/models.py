@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=int, default=64, help="torch models' input H = W (default %(default)s)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
-    ap.add_argument("--models", help="comma-separated subset of the torch models")
+    ap.add_argument("--models", help="comma-separated subset of the torch models ('' for none)")
     ap.add_argument("--exports", default=",".join(corpus.EXPORTS))
     ap.add_argument("--no-light", action="store_true", help="skip the onnx wheel's light models")
     ap.add_argument("--light", help="comma-separated subset of the light models (e.g. squeezenet,vgg19)")
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
-    models = args.models.split(",") if args.models else list(corpus.MODELS)
+    models = [m for m in args.models.split(",") if m] if args.models is not None else list(corpus.MODELS)
     exports = args.exports.split(",")
     jobs = [(m, k) for m in models for k in exports]
     if not args.no_light:

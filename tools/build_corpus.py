@@ -120,7 +120,7 @@ def export(model, kind: str, path: Path, resolution: int) -> str:
     import torch
 
     x = torch.randn(1, 3, resolution, resolution)
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")

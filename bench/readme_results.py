@@ -112,6 +112,9 @@ def section() -> str:
     a = _load("allocation")
     lines += ["", "### Allocation quality (`bench/allocation.py`)", ""]
     lines += _allocation(a) if a else ["not run"]
+    mo = _load("models")
+    lines += ["", "### The corpus of real CNNs (`bench/models.py`)", ""]
+    lines += _models(mo) if mo else ["not run"]
     e = _load("engine")
     lines += ["", "### numpy engine vs onnxruntime (`bench/engine.py`)", ""]
     lines += _engine(e) if e else ["not run"]
@@ -183,6 +186,30 @@ def _synth(sy) -> list[str]:
         out += ["", f"Per board (cores + DMA allowance within {100 * sy['limit']:.0f} % of each resource):", ""]
         out += _table(["board", "int8 core", "int4 core", "LUT / FF / DSP / BRAM use"], rows)
     return out
+
+
+MODEL_STAGES = ("export", "inspect", "quantize8", "quantize4", "ort8", "ort4", "run", "deploy")
+
+
+def _models(m) -> list[str]:
+    """Model x export x stage, pass counts per stage, and the failures' reasons in one line each."""
+    c = m["criteria"]
+    rows_in = m["rows"]
+    out = [f"{len(rows_in)} files: torchvision/timm nets with random weights and BatchNorm statistics from "
+           f"noise at {m['resolution']}×{m['resolution']} (torch {m['torch']}; `default` = "
+           f"`torch.onnx.export` defaults, here the {m['default_exporter']} exporter, fixed batch 1; "
+           "`torchscript` = opset 17, dynamic batch; `bn` = BatchNorm kept) and the onnx wheel's light "
+           "model-zoo files (224×224, constant weights). Stages: `inspect`; `quantize` 8 / 4 bits on "
+           f"{c['calib_images']} noise images; `ort8` / `ort4`: the QDQ file in a default onnxruntime session, "
+           f"int8 max |Δ| ≤ {100 * c['int8_max_rel']:.0f} % of the fp32 output range ({c['compare_images']} "
+           f"images; int4 only has to run); `run --calib` on the simulator ({c['run_images']} images); "
+           f"`deploy`: KL(QDQ ‖ integer deployment) ≤ {100 * c['deploy_kl_ratio']:.0f} % of KL(fp32 ‖ "
+           "deployment). ✓ pass, ✗ fail, – not reached; `docs/corpus_failures.md` gives each cause.", ""]
+    mark = {True: "✓", False: "✗", None: "–"}
+    rows = [[r["model"], r["export"]] + [mark[r["stages"][s]["ok"]] for s in MODEL_STAGES] for r in rows_in]
+    counts = [f"{sum(r['stages'][s]['ok'] is True for r in rows_in)}/{len(rows_in)}" for s in MODEL_STAGES]
+    rows.append(["**passed**", ""] + counts)
+    return out + _table(["model", "export"] + list(MODEL_STAGES), rows)
 
 
 def _engine(e) -> list[str]:

@@ -139,6 +139,28 @@ def test_fold_constants_uses_engine_ops_and_static_shapes():
     np.testing.assert_allclose(Engine(folded).run(x)["y"], ref)
 
 
+def test_fold_constants_keeps_scalar_constants_0d():
+    """A scalar Constant (TorchScript's Gather index for the batch entry of a Shape, as in
+    torchvision's ShuffleNetV2 channel shuffle) folds to a 0-D initializer: a 1-D one would make
+    the Gather output 1-D and the Unsqueeze -> Concat of the Reshape target rank 2."""
+    nodes = [helper.make_node("Constant", [], ["i0"], value=arr("v", np.array(0, np.int64))),
+             helper.make_node("Shape", ["x"], ["sh"]),
+             helper.make_node("Gather", ["sh", "i0"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["tshape"], axis=0),
+             helper.make_node("Reshape", ["x", "tshape"], ["y"])]
+    inits = [arr("ax", np.array([0], np.int64)), arr("minus1", np.array([-1], np.int64))]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, ["N", 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", F, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    folded = normalize.fold_constants(onnx.load_from_string(m.SerializeToString()))
+    i0 = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}["i0"]
+    assert i0.shape == ()
+    normalize.infer_shapes(folded, strict=True)
+    x = np.random.default_rng(5).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(Engine(folded).run(x)["y"], x.reshape(2, -1))
+
+
 def test_sum_to_add_and_drop_noops_keep_names():
     nodes = [helper.make_node("Relu", ["x"], ["a"]),
              helper.make_node("Identity", ["a"], ["b"]),

@@ -115,6 +115,17 @@ def _packer_tail(words: list[tuple[int, int, bool]], fill0: int, beat_bits: int)
             t += 1
 
 
+def _words_after_last_beat(simd: int, bus: int, in_bytes: int) -> int:
+    """Activation words the gearbox (``rtl/ohq_gearbox.v``) still hands out after accepting the
+    stream's last beat, in a steady stream: 1 when a word spans whole beats (``simd >= bus``);
+    otherwise a beat is taken at a fill of ``max(simd, 8)`` bytes with a word leaving, so the
+    buffer then holds ``8 - simd + bus`` bytes, less the last beat's zero padding."""
+    if simd >= bus:
+        return 1
+    pad = -in_bytes % bus
+    return (max(simd, 8) - simd + bus - pad) // simd
+
+
 def _stream_time(t0: int, words: int, nbytes: int, bus: int) -> int:
     return t0 + max(words, -(-nbytes // bus))
 
@@ -224,7 +235,10 @@ def _line_buffer(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) ->
         prev_end = last_issue[oy]
     write_rows_upto(h - 1)
     end_compute = prev_end - ops_last
-    total = max(end_compute + drain, row_end[h - 1] + 1)
+    # Done waits for the last *beat* (in_done), not the last word: input rows no output reads
+    # (stride 2, bottom rows) can end the run, one cycle after the beat that words trail.
+    stream_end = row_end[h - 1] + 1 - _words_after_last_beat(simd, bus, geo.in_bytes)
+    total = max(end_compute + drain, stream_end)
     return CycleBreakdown(cycles=int(total), setup=SETUP, load=first_issue - 1 - SETUP,
                           compute=geo.mac_steps, stall=end_compute - first_issue + 1 - geo.mac_steps,
                           drain=int(total - end_compute), roof=geo.roof_cycles)

@@ -217,7 +217,9 @@ def _line_buffer(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) ->
                     oy_prev = min(oy_need - 1, oh - 1)
                     low_prev = (oy_prev * s - pt) * rw
                     left = (r + 1) * rw - (low_prev + cap)          # words blocked until then
-                    end = max(end, last_issue[oy_prev] + max(1, left) * cpw)
+                    # Unblocked the cycle after that row's last issue, with a full gearbox
+                    # (a word ready at once), then one word per ``cpw`` cycles.
+                    end = max(end, last_issue[oy_prev] + 1 + (max(1, left) - 1) * cpw)
             row_end[r] = end
             r += 1
         state["next"] = r

@@ -66,7 +66,9 @@ def test_model_equals_the_rtl_cycle_table():
 def test_model_matches_rtl_spot_checks_to_the_cycle():
     """112 random layers on 7 core configurations (int4/int8, PE 2..16, SIMD 4..16, bus 8/16;
     line-buffer, weight-streaming and depthwise modes, grouped, strided, padded, FC, 4/8-bit
-    outputs) simulated on the RTL with Icarus: the model equals the CYCLES counter on every one."""
+    outputs) simulated on the RTL with Icarus, plus regression rows (stream-bound runs whose last
+    input rows no output reads, e.g. 1x1 stride 2 on an even map, and rows the line buffer blocks
+    until the last issue): the model equals the CYCLES counter on every one."""
     path = Path(__file__).with_name("data") / "rtl_cycles_spotcheck.json"
     rows = cycle_model.load_reference_rows(path)
     assert len(rows) >= 100

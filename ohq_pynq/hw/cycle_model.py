@@ -25,7 +25,8 @@ register writes, ARM-side work) is a separate quantity added on top.
 5. **Output limit**: one result word per (pixel, tile) or depthwise word; the packer takes at most
    one word and emits one beat per cycle.
 6. **Drain**: pipeline (6 front stages, unload, 5 requantization stages), FIFO, packer, tlast,
-   done.
+   done. Done also waits for the stream's last *beat* (not its last word): input rows no output
+   reads (stride 2, unread bottom rows) can end a run, a cycle after that beat.
 
 Everything is in clock cycles of the core (``seconds = cycles / fclk``).
 """

@@ -212,18 +212,24 @@ def main(argv=None) -> int:
     if args.numpy_only:
         return numpy_only_main(args.board, work, args.iters, args.case)
     test = ["--eval-data", str(split_path("test")), "--eval-images", "1000"]
-    cases = [("digits_resnet_bn", model_path("digits_resnet_bn"), ["--latency-budget", "0.75"] + test),
-             ("digits_mbv3_bn", model_path("digits_mbv3_bn"), ["--latency-budget", "0.9"] + test)]
+    # The 32x32 digits references on the bare cores (--no-overheads): with the board overheads the
+    # driver's per-run ARM work is ~99 % of their latency and int4 saves nothing end to end, so
+    # their explicit budgets would be infeasible; the search's latency cut is a property of the
+    # cores. The 224x224 layouts run as `run` does by default, overheads included.
+    cases = [("digits_resnet_bn", model_path("digits_resnet_bn"),
+              ["--latency-budget", "0.75", "--no-overheads"] + test),
+             ("digits_mbv3_bn", model_path("digits_mbv3_bn"),
+              ["--latency-budget", "0.9", "--no-overheads"] + test)]
     if not args.skip_224:
-        for name, budget in CASES_224:
-            cases.append((f"{name}_224", layout_model(name, work), ["--latency-budget", budget,
-                                                                       "--eval-images", "4"]))
+        for name, _ in CASES_224:
+            cases.append((f"{name}_224", layout_model(name, work), ["--eval-images", "4"]))
     rows, load = [], [os.getloadavg()[0]]
     for name, model, extra in cases:
         out = work / name
         res = run_case(model, out, ["--board", args.board] + extra)
         s = res["summary"]
-        row = {"case": name, "board": args.board, "wall_seconds": res["wall_seconds"],
+        row = {"case": name, "board": args.board, "overheads": "--no-overheads" not in extra,
+               "wall_seconds": res["wall_seconds"],
                "peak_rss_mb": round(res["peak_rss_bytes"] / 2**20, 1),
                "stages": {k: v["seconds"] for k, v in s["stages"].items()},
                "cpu_stages": {k: v.get("cpu_seconds") for k, v in s["stages"].items()},

@@ -53,7 +53,8 @@ def section() -> str:
             st = r["stages"]
             cut = r.get("search", {}).get("cut")
             f = r["fidelity"]
-            rows.append([r["case"], r["board"], f"{r['wall_seconds']:.0f}", f"{r['peak_rss_mb']:.0f}",
+            case = r["case"] + (" (bare cores)" if r.get("overheads") is False else "")
+            rows.append([case, r["board"], f"{r['wall_seconds']:.0f}", f"{r['peak_rss_mb']:.0f}",
                          " / ".join(f"{st.get(k, 0):.1f}" for k in ("distill", "profile", "sensitivity", "solve", "deploy")),
                          f"{r['latency_vs_int8']:.3f}",
                          pct(f.get("accuracy")) + (f" ({pct(f.get('accuracy_fp32'))})" if f.get("accuracy_fp32") else ""),

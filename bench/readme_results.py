@@ -279,13 +279,18 @@ def _mqe(m) -> list[str]:
 def _board_time(b) -> list[str]:
     h = b["host"]
     boards = b["boards"]
-    out = ["No board was at hand: the CPU seconds of each stage measured here (numpy engine rows of "
+    out = ["No board was at hand: the CPU seconds of each stage measured here (the rows of "
            "`bench/pipeline.py`) scaled by how much slower one board core is — the low end by the "
            "single-thread SGEMM ratio, the high end by the streaming-bandwidth ratio. This machine, one "
            f"thread: SGEMM {h['gemm_gflops']:.0f} GFLOP/s, copy {h['stream_gbytes']:.0f} GB/s; assumed per board "
            "(sources in the script): " + "; ".join(
                f"{n} {v['cpu']} {v['gemm_gflops']:.1f} GFLOP/s, {v['stream_gbytes']:.1f} GB/s"
-               for n, v in boards.items()) + ".", ""]
+               for n, v in boards.items()) + ".", "",
+           "Rows marked `auto` ran distillation and MQE on onnxruntime, which the aarch64 boards have; "
+           "PYNQ-Z2 (armv7) has only the numpy engine, 2.4–7× slower on those stages (`bench/engine.py`), "
+           "so its distill and MQE figures are lower bounds by that factor. A PYNQ-Z2 user should "
+           "expect hours for a 224×224 network (distillation dominates: `--calib` with real images "
+           "skips it) and minutes for the bundled 32×32 ones.", ""]
     rows = []
     def mins(lo, hi):
         return f"{lo / 60:.1f}–{hi / 60:.1f}" if hi < 600 else f"{lo / 60:.0f}–{hi / 60:.0f}"

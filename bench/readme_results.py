@@ -61,6 +61,11 @@ def section() -> str:
                          "–" if cut is None else f"{100 * cut:.1f} %"])
         lines += _table(["case", "board", "wall s", "peak RSS MB", "distill / profile / MQE / ILP / deploy s",
                          "latency vs int8", "accuracy % (fp32)", "latency cut at ≤0.5 pt loss"], rows)
+        lines += ["", "*bare cores*: `--no-overheads`, the search on the cores alone (with the board overheads the "
+                  "driver's per-run ARM work is ~99 % of a 32×32 net's latency). The 224×224 rows are `run` "
+                  "with its defaults: board overheads included, the default budget relaxed to the smallest "
+                  "feasible (the latency column), executor `auto` (onnxruntime here; the numpy engine's "
+                  "memory is in its own table below)."]
         m = p.get("machine")
         if m and m["load_average_max"] > m["cores"]:
             lines += ["", f"Seconds taken on a shared machine (load average up to {m['load_average_max']:.0f} "

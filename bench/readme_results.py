@@ -32,6 +32,12 @@ def pct(v) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
 
+def _section(name: str, heading: str, render) -> list[str]:
+    """A heading and ``render(json)`` of ``bench/results/<name>.json``, or "not run"."""
+    data = _load(name)
+    return ["", heading, ""] + (render(data) if data else ["not run"])
+
+
 def section() -> str:
     lines: list[str] = []
     q = _load("quant")
@@ -72,9 +78,7 @@ def section() -> str:
                           f"on {m['cores']} cores): several times what an idle machine takes."]
     else:
         lines.append("not run")
-    b = _load("board_time")
-    lines += ["", "### Expected wall time on the boards' ARM cores (`bench/board_time.py`, estimated)", ""]
-    lines += _board_time(b) if b else ["not run"]
+    lines += _section("board_time", "### Expected wall time on the boards' ARM cores (`bench/board_time.py`, estimated)", _board_time)
     pn = _load("pipeline_numpy")
     lines += ["", "### Memory of the whole job on the numpy engine (`bench/pipeline.py --numpy-only`)", ""]
     if pn:
@@ -112,18 +116,10 @@ def section() -> str:
                       f"cheap vs real images ρ = {c['cheap_vs_real']['sensitivity_spearman']:.2f}."]
     else:
         lines.append("not run")
-    m = _load("mqe")
-    lines += ["", "### Sensitivity: MQE vs the exact estimator (`bench/mqe.py`)", ""]
-    lines += _mqe(m) if m else ["not run"]
-    a = _load("allocation")
-    lines += ["", "### Allocation quality (`bench/allocation.py`)", ""]
-    lines += _allocation(a) if a else ["not run"]
-    mo = _load("models")
-    lines += ["", "### The corpus of real CNNs (`bench/models.py`)", ""]
-    lines += _models(mo) if mo else ["not run"]
-    e = _load("engine")
-    lines += ["", "### numpy engine vs onnxruntime (`bench/engine.py`)", ""]
-    lines += _engine(e) if e else ["not run"]
+    lines += _section("mqe", "### Sensitivity: MQE vs the exact estimator (`bench/mqe.py`)", _mqe)
+    lines += _section("allocation", "### Allocation quality (`bench/allocation.py`)", _allocation)
+    lines += _section("models", "### The corpus of real CNNs (`bench/models.py`)", _models)
+    lines += _section("engine", "### numpy engine vs onnxruntime (`bench/engine.py`)", _engine)
     o = _load("oqa")
     lines += ["", "### On-chip profile, simulated cores (`bench/oqa.py`)", ""]
     if o:
@@ -141,14 +137,8 @@ def section() -> str:
                      f"{100 * s['max_abs_error']:.2f} %, mean {100 * s['mean_abs_error']:.2f} %.")
     else:
         lines.append("not run")
-    sy = _load("synth")
-    lines += ["", "### Resources, yosys `synth_xilinx` (`make -C vivado synth-estimate boards`)", ""]
-    lines += _synth(sy) if sy else ["not run"]
-
-
-    ov = _load("overheads")
-    lines += ["", "### Closed loop with the board's overheads (`bench/overheads.py`)", ""]
-    lines += _overheads(ov) if ov else ["not run"]
+    lines += _section("synth", "### Resources, yosys `synth_xilinx` (`make -C vivado synth-estimate boards`)", _synth)
+    lines += _section("overheads", "### Closed loop with the board's overheads (`bench/overheads.py`)", _overheads)
     i = _load("ilp")
     lines += ["", "### ILP (`bench/ilp.py`)", ""]
     if i:

@@ -219,7 +219,7 @@ class Deployment:
                                       f"inputs only, got shape {x.shape}")
                 x = x.reshape(1, layer.cin, 1, 1)
             qmin, qmax = lq.act_qrange
-            x_q = np.clip(np.rint(x[0] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int64)
+            x_q = np.clip(np.rint(x[0] / np.float32(lq.act_scale)), qmin, qmax).astype(np.int16)
             x_q = x_q.transpose(1, 2, 0)                       # CHW -> HWC, as the core streams
         t_call = clock()
         y, m = self.accelerator.run_layer(layer, lq.weight_bits, x_q, lq.weight_q, p.requant)

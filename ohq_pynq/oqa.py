@@ -155,7 +155,7 @@ def layer_inputs(network, layer, bits: int, signed: bool, seed: int = 0):
     name_seed = int.from_bytes(hashlib.sha256(f"{layer.name}|{bits}".encode()).digest()[:4], "little")
     rng = np.random.default_rng([seed, name_seed])
     lo, hi = activation_range(bits, signed)
-    x = rng.integers(lo, hi + 1, size=(conv.h, conv.w, conv.cin), dtype=np.int64)
+    x = rng.integers(lo, hi + 1, size=(conv.h, conv.w, conv.cin), dtype=np.int16)
     w, _ = quantize_weight(network.weight(layer), bits)
     fan_in = conv.cin_g * conv.kernel * conv.kernel
     typical = max(1.0, max(abs(lo), hi) * weight_qmax(bits) * np.sqrt(fan_in) / 2)

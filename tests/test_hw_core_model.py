@@ -93,6 +93,21 @@ def test_pack_elements_nibble_order():
     assert cm.pack_elements(np.array([-1, 2]), 8) == bytes([0xFF, 0x02])
 
 
+@pytest.mark.parametrize("pairs", [1, 7, cm._PACK4_TABLE_UP_TO, cm._PACK4_TABLE_UP_TO + 3])
+@pytest.mark.parametrize("signed", [False, True])
+def test_4_bit_tables_and_element_wise_paths_agree_with_the_nibble_rule(pairs, signed):
+    # Small arrays go through look-up tables, large ones element-wise: both are the rule
+    # "element 2i in bits [3:0] of byte i", and odd element counts unpack to the count asked.
+    rng = np.random.default_rng(pairs)
+    lo, hi = cm.act_range(4, signed)
+    v = rng.integers(lo, hi + 1, size=2 * pairs)
+    u = v & 0xF
+    want = (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+    got = cm.element_codes(v.astype(np.int16), 4)
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+    assert np.array_equal(cm.unpack_codes(want, 4, 2 * pairs - 1, signed), v[:-1])
+
+
 def element_stream(data: bytes, bits: int) -> list[int]:
     return cm.unpack_elements(data, bits, len(data) * 8 // bits, signed=True).tolist()
 
@@ -337,15 +352,15 @@ def test_stream_packer_packs_weights_once_and_streams_what_pack_input_does(core)
     layer, x, w, bias, mult, shift = random_case(rng, core.bits, groups=1)
     packer = cm.StreamPacker()
     first = packer.pack(x, w, bias, mult, shift, layer, core, key=("conv", 0), owner=w)
-    assert first == cm.pack_input(x, w, bias, mult, shift, layer, core)
+    assert first.dtype == np.uint8 and first.tobytes() == cm.pack_input(x, w, bias, mult, shift, layer, core)
     x2 = rng.integers(*cm.act_range(core.bits, layer.in_signed), size=x.shape)
     bias2 = bias + 7                                     # input-split runs change the bias per image
     again = packer.pack(x2, w, bias2, mult, shift, layer, core, key=("conv", 0), owner=w)
-    assert again == cm.pack_input(x2, w, bias2, mult, shift, layer, core)
+    assert again.tobytes() == cm.pack_input(x2, w, bias2, mult, shift, layer, core)
     assert (packer.hits, packer.misses) == (1, 1)
     # another tensor under the same key (an id reused after the owner died) is packed afresh
     w2 = -w
-    assert packer.pack(x, w2, bias, mult, shift, layer, core, key=("conv", 0), owner=w2) == \
+    assert packer.pack(x, w2, bias, mult, shift, layer, core, key=("conv", 0), owner=w2).tobytes() == \
         cm.pack_input(x, w2, bias, mult, shift, layer, core)
     assert packer.misses == 2
     # a hit still checks this run's operands
@@ -354,6 +369,31 @@ def test_stream_packer_packs_weights_once_and_streams_what_pack_input_does(core)
         packer.pack(np.full_like(x, hi + 1), w2, bias, mult, shift, layer, core, key=("conv", 0), owner=w2)
     with pytest.raises(DataError, match="mult"):
         packer.pack(x, w2, bias, mult + (1 << 16), shift, layer, core, key=("conv", 0), owner=w2)
+
+
+@pytest.mark.parametrize("core", [CORE8, CORE4])
+def test_stream_packer_leaves_resident_weights_in_a_run_buffer(core):
+    # A driver keeping one DMA buffer per run: the packer writes the weight words into it once;
+    # later images rewrite only the parameters and activations (and any other key rewrites all).
+    rng = np.random.default_rng(5)
+    layer, x, w, bias, mult, shift = random_case(rng, core.bits, groups=1)
+    geo = cm.geometry(layer, core)
+    packer = cm.StreamPacker()
+    buf = np.full(geo.in_beats * core.bus_bytes, 0xAA, dtype=np.uint8)
+    assert packer.pack(x, w, bias, mult, shift, layer, core, key="r0", owner=w, out=buf) is buf
+    assert buf.tobytes() == cm.pack_input(x, w, bias, mult, shift, layer, core)
+    p = cm.PARAM_RECORD_BYTES * geo.n_rec
+    w_at = p + layer.h * geo.row_words * core.simd if geo.ws else p
+    buf[w_at] ^= 0xFF                        # the packer trusts the buffer: the weights stay
+    x2 = rng.integers(*cm.act_range(core.bits, layer.in_signed), size=x.shape)
+    packer.pack(x2, w, bias + 3, mult, shift, layer, core, key="r0", owner=w, out=buf)
+    want = bytearray(cm.pack_input(x2, w, bias + 3, mult, shift, layer, core))
+    want[w_at] ^= 0xFF
+    assert buf.tobytes() == bytes(want)
+    packer.pack(x2, w, bias, mult, shift, layer, core, key="r1", owner=w, out=buf)
+    assert buf.tobytes() == cm.pack_input(x2, w, bias, mult, shift, layer, core)
+    with pytest.raises(ValueError, match="stream buffer"):
+        packer.pack(x, w, bias, mult, shift, layer, core, key="r1", owner=w, out=buf[:-1])
 
 
 def test_stream_packer_bounds_the_bytes_it_keeps():

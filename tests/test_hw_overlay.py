@@ -12,6 +12,7 @@ from ohq_pynq.hw.boards import get_board
 from ohq_pynq.hw.fake_pynq import FakePynq, unpack_input, write_overlay
 from ohq_pynq.hw.overlay import OverlayAccelerator, find_bitstream
 from ohq_pynq.hw.sim import SimAccelerator
+from ohq_pynq.hw.tiling import plan_layer
 
 DESIGN_OPTIONS = ("cores", "length_width", "core_vlnv", "design")
 
@@ -89,8 +90,33 @@ def test_driver_programs_registers_by_name_and_reuses_buffers(bitfile, rng):
     names = [n for n, _ in dev.writes]
     assert set(rm.CONFIG_REGISTERS) <= set(names) and names.count("CTRL") == 2
     assert dict(dev.writes[:len(rm.CONFIG_REGISTERS)]) == layer.registers()
-    assert len(fake.buffers) == 2               # one input and one output buffer, reused
+    assert len(fake.buffers) == 2               # the run's input buffer and the output buffer
     assert type(fake.overlays[0].ohq_int8).__name__ == "OhqConvIP"   # bound by bindto
+    acc.close()
+    assert all(b.freed for b in fake.buffers)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_deployed_weights_stay_resident_in_per_run_buffers(bitfile, rng, bits):
+    # A network deployed image after image: each run of a layer keeps its own DMA buffer with
+    # its weight words written once; per image only params and activations are rewritten. The
+    # fake's buffers model the cache (the device reads what was flushed), so stale bytes would
+    # break bit-exactness.
+    acc, sim = _acc(bitfile), SimAccelerator("pynq-z2")
+    layers = [LAYERS[0], LAYERS[3], LAYERS[4]]           # one run, tiled, input split (int8)
+    weights = [(layer, *_tensors(rng, layer, bits)[1:]) for layer in layers]
+    for image in range(3):
+        for layer, w, rq in weights:
+            lo, hi = cm.act_range(bits, layer.in_signed)
+            x = rng.integers(lo, hi + 1, size=(layer.h, layer.w, layer.cin), dtype=np.int16)
+            y, m = acc.run_layer(layer, bits, x, w, rq)
+            assert np.array_equal(y, sim.run_layer(layer, bits, x, w, rq)[0]), (image, layer)
+    core = acc.drivers[bits].core
+    tiles = [t for layer in layers for t in plan_layer(layer, core).tiles]
+    assert acc.packer.misses == len(tiles) and acc.packer.hits == 2 * len(tiles)   # packed once
+    out_sizes = {cm.geometry(t.layer, core).out_beats * core.bus_bytes for t in tiles}
+    fake = acc.pynq
+    assert len(fake.buffers) == len(tiles) + len(out_sizes)    # per run in, shared per size out
     acc.close()
     assert all(b.freed for b in fake.buffers)
 

@@ -243,10 +243,12 @@ def conv_layer(layer, requant: Requant | None = None) -> ConvLayer:
                      **flags)
 
 
-def check_inputs(conv: ConvLayer, bits: int, x_q, w_q, requant: Requant):
-    """Validate shapes and integer ranges (one :class:`DataError` sentence) -> arrays as int64."""
+def check_inputs(conv: ConvLayer, bits: int, x_q, w_q, requant: Requant, weight_values: bool = True):
+    """Validate shapes and integer ranges (one :class:`DataError` sentence) -> (x, w, bias, mult,
+    shift); ``weight_values=False``: the weights' shape only (see ``validate_inputs``)."""
     from .core_model import validate_inputs
-    return validate_inputs(x_q, w_q, requant.bias, requant.mult, requant.shift, conv, bits)
+    return validate_inputs(x_q, w_q, requant.bias, requant.mult, requant.shift, conv, bits,
+                           weight_values=weight_values)
 
 
 def make_accelerator(backend: str = "sim", board: str | None = None, **options) -> Accelerator:

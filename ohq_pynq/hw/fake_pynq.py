@@ -157,18 +157,26 @@ class Faults:
 
 # ------------------------------------------------------------------------------ memory, MMIO
 class FakeBuffer(np.ndarray):
-    """A ``pynq.allocate`` buffer: host view + device copy, physical address."""
+    """A ``pynq.allocate`` buffer: host view + device copy, physical address. As in
+    ``pynq.buffer.PynqBuffer``, a contiguous slice is a buffer too, at its byte ``offset`` in
+    the allocation: its ``flush()`` / ``invalidate()`` cover its own bytes only, so a driver that
+    flushes too little streams stale bytes to the device."""
 
     def __new__(cls, shape, dtype, address):
         obj = np.zeros(shape, dtype=dtype).view(cls)
         obj.device_address = address
         obj.device = np.zeros(obj.nbytes, dtype=np.uint8)
+        obj.offset = 0
         obj.freed = False
         return obj
 
     def __array_finalize__(self, obj):
         if obj is not None:
-            self.device_address = getattr(obj, "device_address", 0)
+            delta = 0
+            if isinstance(obj, FakeBuffer):
+                delta = self.__array_interface__["data"][0] - obj.__array_interface__["data"][0]
+            self.device_address = getattr(obj, "device_address", 0) + delta
+            self.offset = getattr(obj, "offset", 0) + delta
             self.device = getattr(obj, "device", None)
             self.freed = getattr(obj, "freed", False)
 
@@ -176,11 +184,16 @@ class FakeBuffer(np.ndarray):
     def physical_address(self):
         return self.device_address
 
+    def _span(self) -> slice:
+        if not self.flags["C_CONTIGUOUS"]:
+            raise ValueError("cache maintenance needs a contiguous buffer")
+        return slice(self.offset, self.offset + self.nbytes)
+
     def flush(self):
-        self.device[:] = np.frombuffer(np.ascontiguousarray(self).tobytes(), dtype=np.uint8)
+        self.device[self._span()] = np.frombuffer(np.ascontiguousarray(self).tobytes(), dtype=np.uint8)
 
     def invalidate(self):
-        self.view(np.ndarray).reshape(-1).view(np.uint8)[:] = self.device
+        self.view(np.ndarray).reshape(-1).view(np.uint8)[:] = self.device[self._span()]
 
     def freebuffer(self):
         self.freed = True

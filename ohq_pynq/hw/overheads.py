@@ -20,7 +20,11 @@ the input DMA's set-up after ``ap_start`` and the first-beat latency (as input-s
 * ``dma_setup``: ``pynq`` ``_SDMAChannel.transfer()`` of the S2MM channel before ap_start
   (the MM2S one is inside the counter), ``recv.wait()``, the idle checks after done.
 * ``cache``: ``flush()`` of the input buffer and ``invalidate()`` of the output buffer: a
-  kernel call plus clean/invalidate by virtual address, line by line, at the CPU's rate.
+  kernel call plus clean/invalidate by virtual address, line by line, at the CPU's rate. The
+  whole stream is flushed even when a run's weights stay resident in its buffer: pynq's
+  ``_SDMAChannel.transfer()`` flushes the array it sends (and the S2MM ``wait()`` invalidates
+  its buffer), so the DMA never reads a range the driver did not flush. Those second passes
+  over lines already clean are inside ``dma_transfer_s`` / the counter's input stall.
 * ``poll``: from the core's done to the driver seeing it: half a poll period on average (the
   phase is uniform) plus the read that sees it; a period is one CTRL read, two DMA status reads
   and a ``time.sleep(0)``.
@@ -80,6 +84,7 @@ from dataclasses import asdict, dataclass
 CATEGORIES = ("registers", "dma_setup", "cache", "poll", "pack")
 CONFIG_WRITES = 15          # ConvLayer.registers(): CIN .. RELU (core_model / regmap)
 COUNTER_READS = 9           # IN_BEATS + CYCLES/IN_STALL/OUT_STALL/MAC_ACTIVE lo and hi
+RESIDENT_BYTES = 32 << 20   # per core: the driver's per-run input buffers, weights resident
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ Per run of the core (a layer is split into runs by :mod:`.tiling` when it exceed
 
 1. write the layer's configuration registers by name (``regmap``);
 2. pack params, weights and activations exactly as the RTL expects (``core_model.pack_input``)
-   into a ``pynq.allocate`` buffer and ``flush()`` it;
+   straight into a ``pynq.allocate`` buffer and ``flush()`` it. Each run of a deployed layer has
+   its own input buffer (up to ``overheads.RESIDENT_BYTES`` in all), so its weight words are written
+   once and stay resident: per image only the parameters and activations are written;
 3. arm the output DMA channel (S2MM) into a second buffer, set ``ap_start``, stream the input
    with the MM2S channel (in chunks if the DMA's length register is narrower than the stream);
 4. poll ``ap_done`` with a timeout (:class:`HardwareError` when it never comes), wait for both DMA
@@ -51,6 +53,7 @@ from . import core_model as cm
 from . import regmap as rm
 from .accelerator import HardwareInfo, Measurement, Requant, check_inputs, conv_layer
 from .boards import Board, detect_board_name, get_board
+from .overheads import RESIDENT_BYTES
 from .power import DEFAULT_ENERGY_WINDOW
 from .tiling import plan_layer, run_plan
 
@@ -137,6 +140,10 @@ class CoreDriver:
             raise HardwareError(f"IP {name} reports core parameters that cannot be right ({err}); "
                                 f"is the right bitstream loaded?") from None
         self._buffers: dict[tuple[str, int], object] = {}
+        from collections import OrderedDict
+        self._run_buffers: "OrderedDict[object, object]" = OrderedDict()   # key -> input buffer
+        self._run_bytes = 0
+        self.resident_bytes = RESIDENT_BYTES
         self.max_transfer = self._max_transfer()      # None: the DMA states no maximum
         self.chunk = None if self.max_transfer is None else \
             chunk_bytes(self.max_transfer, max(self.core.bus_bytes, self.dma_bus_bytes()))
@@ -180,23 +187,42 @@ class CoreDriver:
         key = (kind, nbytes)
         buf = self._buffers.get(key)
         if buf is None:
-            try:
-                buf = self.pynq.allocate(shape=(nbytes,), dtype=np.uint8)
-            except Exception as err:  # pynq raises RuntimeError / MemoryError variously
-                raise HardwareError(f"cannot allocate a {nbytes}-byte DMA buffer: {err}") from None
-            self._buffers[key] = buf
+            buf = self._buffers[key] = self._allocate(nbytes)
         return buf
 
+    def input_buffer(self, nbytes: int, key=None):
+        """The DMA buffer to pack a run's input stream into: one per ``key`` (a run of a layer,
+        so its weight words stay resident between images) while those fit in
+        ``resident_bytes`` (least recently used freed first), else the shared one of that size."""
+        if key is not None and nbytes <= self.resident_bytes:
+            buf = self._run_buffers.pop(key, None)
+            if buf is not None and buf.size != nbytes:
+                self._run_bytes -= buf.size
+                _free_buffer(buf)
+                buf = None
+            if buf is None:
+                while self._run_buffers and self._run_bytes + nbytes > self.resident_bytes:
+                    _, old = self._run_buffers.popitem(last=False)
+                    self._run_bytes -= old.size
+                    _free_buffer(old)
+                buf = self._allocate(nbytes)
+                self._run_bytes += nbytes
+            self._run_buffers[key] = buf
+            return buf
+        return self._buffer("in", nbytes)
+
+    def _allocate(self, nbytes: int):
+        try:
+            return self.pynq.allocate(shape=(nbytes,), dtype=np.uint8)
+        except Exception as err:  # pynq raises RuntimeError / MemoryError variously
+            raise HardwareError(f"cannot allocate a {nbytes}-byte DMA buffer: {err}") from None
+
     def free(self) -> None:
-        for buf in self._buffers.values():
-            for meth in ("freebuffer", "close"):
-                if hasattr(buf, meth):
-                    try:
-                        getattr(buf, meth)()
-                    except Exception:
-                        pass
-                    break
+        for buf in list(self._buffers.values()) + list(self._run_buffers.values()):
+            _free_buffer(buf)
         self._buffers.clear()
+        self._run_buffers.clear()
+        self._run_bytes = 0
 
     # -- one run -------------------------------------------------------------------------
     def _wait(self, what: str, ready, deadline: float) -> None:
@@ -242,9 +268,11 @@ class CoreDriver:
                                 f"layer (register map or core parameters).")
 
     def execute(self, layer: cm.ConvLayer, stream: np.ndarray, decode: bool = True):
-        """Run ``layer`` on an already packed input ``stream`` (uint8). Returns (outputs or None,
-        counters + bytes in/out + ``overheads``: seconds by category outside the counter, timed
-        with ``time.perf_counter`` as :mod:`.overheads` models them)."""
+        """Run ``layer`` on an already packed input ``stream`` (uint8; a buffer from
+        :meth:`input_buffer` is streamed as it is, anything else is copied into the shared input
+        buffer). Returns
+        (outputs or None, counters + bytes in/out + ``overheads``: seconds by category outside
+        the counter, timed with ``time.perf_counter`` as :mod:`.overheads` models them)."""
         clock = time.perf_counter
         spent = dict.fromkeys(("registers", "dma_setup", "cache", "poll", "pack"), 0.0)
         core = self.core
@@ -254,9 +282,13 @@ class CoreDriver:
             raise HardwareError(f"core {self.name}: the output of {n_out} bytes exceeds the DMA's "
                                 f"maximum transfer of {self.max_transfer} bytes; widen its length "
                                 f"register in the block design.")
-        ibuf, obuf = self._buffer("in", n_in), self._buffer("out", n_out)
+        obuf = self._buffer("out", n_out)
         t = clock()
-        ibuf[:] = stream
+        if _is_dma_buffer(stream):
+            ibuf = stream
+        else:
+            ibuf = self._buffer("in", n_in)
+            ibuf[:] = stream
         t, spent["pack"] = clock(), clock() - t
         ibuf.flush()
         t, spent["cache"] = clock(), clock() - t
@@ -287,7 +319,7 @@ class CoreDriver:
         if decode:
             obuf.invalidate()
             t, spent["cache"] = clock(), spent["cache"] + clock() - t
-            y = cm.unpack_output(bytes(np.asarray(obuf)), layer, core)
+            y = cm.unpack_output(np.asarray(obuf), layer, core)
             t, spent["pack"] = clock(), spent["pack"] + clock() - t
         beats = self.read("IN_BEATS")
         if beats != geo.in_beats:
@@ -303,6 +335,21 @@ class CoreDriver:
         spent["poll"] = max(0.0, (t_done - t_start) - info["CYCLES"] / self.fclk_hz)
         info.update(bytes_in=n_in, bytes_out=n_out, overheads=spent)
         return y, info
+
+def _is_dma_buffer(a) -> bool:
+    """A ``pynq.allocate`` buffer (it has a physical address), not host memory."""
+    return hasattr(a, "physical_address") or hasattr(a, "device_address")
+
+
+def _free_buffer(buf) -> None:
+    for meth in ("freebuffer", "close"):
+        if hasattr(buf, meth):
+            try:
+                getattr(buf, meth)()
+            except Exception:
+                pass
+            break
+
 
 def find_bitstream(board: str) -> Path:
     """``overlays/<board>/ohq.bit`` in the source tree or the installed package."""
@@ -438,23 +485,30 @@ class OverlayAccelerator:
         t0 = time.perf_counter()
         drv = self._driver(bits)
         conv = conv_layer(layer, requant)
-        x, w, bias, mult, shift = check_inputs(conv, bits, x_q, w_q, requant)
+        t = time.perf_counter()
+        x, w, bias, mult, shift = check_inputs(conv, bits, x_q, w_q, requant,
+                                               weight_values=not self.packer.knows(w_q, bits))
+        x = cm.activation_bytes(x)          # checked: the runs slice and pack byte codes
         plan = plan_layer(conv, drv.core)
         packed = []
 
-        packing = 0.0
+        packing = time.perf_counter() - t
         run = 0
 
         def run_tile(tile, *tensors):
             nonlocal packing, run
             t = time.perf_counter()
-            # the layer's weight words are packed once and reused while w_q is (deployment)
-            stream = np.frombuffer(self.packer.pack(*tensors, tile.layer, drv.core,
-                                                    key=(id(w_q), bits, run), owner=w_q),
-                                   dtype=np.uint8)
+            # the layer's weight words are packed once and stay in the run's buffer while w_q
+            # is the same tensor (deployment streams the same weights with every image)
+            key = (id(w_q), bits, run)
+            geo = cm.geometry(tile.layer, drv.core)
+            buf = drv.input_buffer(geo.in_beats * drv.core.bus_bytes, key=key)
+            stream = self.packer.pack(*tensors, tile.layer, drv.core, key=key, owner=w_q, out=buf,
+                                      codes=True)
             run += 1
             packing += time.perf_counter() - t
-            packed.append((tile.layer, stream))
+            if self.monitor is not None:           # the energy replay needs every run's stream
+                packed.append((tile.layer, np.array(stream)))
             return drv.execute(tile.layer, stream)
 
         y, infos = run_plan(plan, x, w, bias, mult, shift, run_tile)

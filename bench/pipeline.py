@@ -213,7 +213,7 @@ def main(argv=None) -> int:
         return numpy_only_main(args.board, work, args.iters, args.case)
     test = ["--eval-data", str(split_path("test")), "--eval-images", "1000"]
     # The 32x32 digits references on the bare cores (--no-overheads): with the board overheads the
-    # driver's per-run ARM work is ~99 % of their latency and int4 saves nothing end to end, so
+    # driver's per-run ARM work is ~91-94 % of their latency and int4 saves ~10 % end to end, so
     # their explicit budgets would be infeasible; the search's latency cut is a property of the
     # cores. The 224x224 layouts run as `run` does by default, overheads included.
     cases = [("digits_resnet_bn", model_path("digits_resnet_bn"),

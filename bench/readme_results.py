@@ -68,9 +68,9 @@ def section() -> str:
         lines += _table(["case", "board", "wall s", "peak RSS MB", "distill / profile / MQE / ILP / deploy s",
                          "latency vs int8", "accuracy % (fp32)", "latency cut at ≤0.5 pt loss"], rows)
         lines += ["", "*bare cores*: `--no-overheads`, the search on the cores alone (with the board overheads the "
-                  "driver's per-run ARM work is ~99 % of a 32×32 net's latency). The 224×224 rows are `run` "
-                  "with its defaults: board overheads included, the default budget relaxed to the smallest "
-                  "feasible (the latency column), executor `auto` (onnxruntime here; the numpy engine's "
+                  "driver's per-run ARM work is ~91-94 % of a 32×32 net's latency, `bench/overheads.py`). The "
+                  "224×224 rows are `run` with its defaults: board overheads included, the default budget "
+                  "0.75 or, where infeasible, the smallest feasible (the latency column), executor `auto` (onnxruntime here; the numpy engine's "
                   "memory is in its own table below)."]
         m = p.get("machine")
         if m and m["load_average_max"] > m["cores"]:

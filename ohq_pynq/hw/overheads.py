@@ -2,7 +2,8 @@
 
 The overlay driver (:class:`ohq_pynq.hw.overlay.CoreDriver.execute`) does, per run of a core::
 
-    pack the stream (numpy)     copy it into the DMA buffer      flush the buffer        [ARM]
+    check the operands, cast activations to byte codes (numpy, once per layer)          [ARM]
+    pack params + activations into the run's DMA buffer (weights resident)   flush it   [ARM]
     write the 15 configuration registers    arm the S2MM channel    write ap_start       [ARM]
     -- the core's CYCLES counter starts here --
     arm the MM2S channel (Python, so the core waits for its first beat: input stall)
@@ -28,8 +29,9 @@ the input DMA's set-up after ``ap_start`` and the first-beat latency (as input-s
 * ``poll``: from the core's done to the driver seeing it: half a poll period on average (the
   phase is uniform) plus the read that sees it; a period is one CTRL read, two DMA status reads
   and a ``time.sleep(0)``.
-* ``pack``: the driver's numpy work (pack the stream, copy it into the buffer, unpack the
-  output), timed on this CPU with ``time.thread_time`` (the thread's CPU time: a shared host's other
+* ``pack``: the driver's numpy work (check the operands, cast the activations to byte codes,
+  pack params and activations into the run's buffer — the weight words stay there from the
+  first image, ``core_model.StreamPacker(out=)`` — and unpack the output), timed on this CPU with ``time.thread_time`` (the thread's CPU time: a shared host's other
   processes do not count) and multiplied by the board's
   ``arm_scale`` (0 when the simulator is told not to measure ARM time: deterministic tests).
 

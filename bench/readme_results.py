@@ -135,6 +135,7 @@ def section() -> str:
         lines.append(f"{s['rows']} rows (layer x core) of `vivado/cycles_reference.json`: "
                      f"{s.get('exact', '?')}/{s['rows']} exact to the cycle, max error "
                      f"{100 * s['max_abs_error']:.2f} %, mean {100 * s['mean_abs_error']:.2f} %.")
+        lines += _cycle_table(cm["rows"])
     else:
         lines.append("not run")
     lines += _section("synth", "### Resources, yosys `synth_xilinx` (`make -C vivado synth-estimate boards`)", _synth)
@@ -148,6 +149,26 @@ def section() -> str:
     else:
         lines.append("not run")
     return "\n".join(lines)
+
+
+def _cycle_table(rows) -> list[str]:
+    """Per shape: MAC-roof utilisation at int8 and int4, int4/int8 cycles, and the int4 run's
+    distance to its bound (max of the MAC roof and the input stream)."""
+    by = {}
+    for r in rows:
+        if "utilisation" in r:
+            by.setdefault(r["name"], {})[r["bits"]] = r
+    pairs = [(n, d[8], d[4]) for n, d in by.items() if 8 in d and 4 in d]
+    if not pairs:
+        return []
+    out = ["", "Per shape (cores at PE 8 x SIMD 8, as the driver plans each layer; utilisation = "
+           "MAC-roof cycles / RTL cycles; bound = the larger of the MAC roof and the input stream's "
+           "beats, e.g. an FC layer's weight bytes / bus bytes):", ""]
+    out += _table(["shape", "int8 util", "int4 util", "int4 / int8 cycles", "int4 cycles over bound"],
+                  [[n, f"{100 * a['utilisation']:.1f} %", f"{100 * b['utilisation']:.1f} %",
+                    f"{b['rtl_cycles'] / a['rtl_cycles']:.2f}", f"{100 * b['over_bound']:+.1f} %"]
+                   for n, a, b in pairs])
+    return out
 
 
 def _synth(sy) -> list[str]:

@@ -5,8 +5,10 @@ Derived from the RTL schedule (``vivado/rtl/ohq_conv_engine.v``), at the granula
 to done with an ideal stream; what a board adds around a run (DMA set-up, cache maintenance,
 register writes, ARM-side work) is a separate quantity added on top.
 
-1. **Setup** (``SETUP`` cycles): start accepted, two 16-step restoring divisions (cin/groups,
-   cout/groups), six derived-size stages.
+1. **Setup** (:func:`setup_cycles`): start accepted, six derived-size stages and, for grouped
+   layers other than depthwise only, two 16-step restoring divisions (cin/groups, cout/groups)
+   before them (``groups == 1`` takes cin and cout as the quotients, ``groups == cin == cout``
+   1 and 1).
 2. **Stream**: the gearbox turns stream beats (``bus_bytes``) into words — 8-byte param records,
    then ``simd``-byte weight and activation words — at most one word and one beat per cycle, so
    ``n`` words of ``b`` bytes take ``max(n, ceil(b / stream_bytes))`` cycles.
@@ -40,7 +42,8 @@ import numpy as np
 
 from .core_model import PARAM_RECORD_BYTES, ConvLayer, CoreConfig, Geometry, geometry
 
-SETUP = 22          # start accepted -> ST_RUN (16 division steps + 6 setup stages)
+SETUP = 6           # start accepted -> ST_RUN: 6 setup stages (groups == 1, or depthwise)
+DIV_STEPS = 16      # other grouped layers: the restoring divisions cin/groups, cout/groups first
 GEARBOX_LAT = 1     # first beat accepted one cycle into ST_RUN
 ISSUE_LAT = 2       # weights done -> C_RUN -> first issue
 ROW_LAT = 1         # row written -> rows_written compared -> issue
@@ -64,6 +67,13 @@ class CycleBreakdown:
     @property
     def utilisation(self) -> float:
         return self.roof / self.cycles if self.cycles else 0.0
+
+
+def setup_cycles(layer: ConvLayer) -> int:
+    """Cycles from start accepted to ST_RUN: the divisions only for grouped layers that are
+    neither dense nor depthwise (``1 < groups`` and not ``groups == cin == cout``)."""
+    divides = layer.groups > 1 and not (layer.groups == layer.cin == layer.cout)
+    return SETUP + (DIV_STEPS if divides else 0)
 
 
 def cycles(layer: ConvLayer, core: CoreConfig, stream_bytes: int | None = None) -> int:
@@ -136,7 +146,8 @@ def _line_buffer(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) ->
     k, s = layer.kernel, layer.stride
     h, oh, ow = layer.h, layer.oh, layer.ow
     kk = k * k
-    t0 = SETUP + GEARBOX_LAT              # edge before the first word can be taken
+    setup = setup_cycles(layer)
+    t0 = setup + GEARBOX_LAT              # edge before the first word can be taken
     words_pw = geo.n_rec + geo.weight_words
     bytes_pw = PARAM_RECORD_BYTES * geo.n_rec + simd * geo.weight_words
     t_wlast = _stream_time(t0, words_pw, bytes_pw, bus)
@@ -242,14 +253,15 @@ def _line_buffer(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) ->
     # (stride 2, bottom rows) can end the run, one cycle after the beat that words trail.
     stream_end = row_end[h - 1] + 1 - _words_after_last_beat(simd, bus, geo.in_bytes)
     total = max(end_compute + drain, stream_end)
-    return CycleBreakdown(cycles=int(total), setup=SETUP, load=first_issue - 1 - SETUP,
+    return CycleBreakdown(cycles=int(total), setup=setup, load=first_issue - 1 - setup,
                           compute=geo.mac_steps, stall=end_compute - first_issue + 1 - geo.mac_steps,
                           drain=int(total - end_compute), roof=geo.roof_cycles)
 
 
 def _weight_streaming(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: int) -> CycleBreakdown:
     simd, pe = core.simd, core.pe
-    t0 = SETUP + GEARBOX_LAT
+    setup = setup_cycles(layer)
+    t0 = setup + GEARBOX_LAT
     act_words = layer.h * geo.row_words
     words = geo.n_rec + act_words
     nbytes = PARAM_RECORD_BYTES * geo.n_rec + simd * act_words
@@ -281,7 +293,7 @@ def _weight_streaming(layer: ConvLayer, core: CoreConfig, geo: Geometry, bus: in
     n = min(4, pixels)
     tail = [(i * per_out, lanes * layer.out_bits, True) for i in range(n)]
     total = end_compute + DRAIN + _packer_tail(tail, geo.out_bytes * 8 - n * nb, beat_bits)
-    return CycleBreakdown(cycles=int(total), setup=SETUP, load=first_issue - 1 - SETUP,
+    return CycleBreakdown(cycles=int(total), setup=setup, load=first_issue - 1 - setup,
                           compute=geo.mac_steps, stall=end_compute - first_issue + 1 - geo.mac_steps,
                           drain=int(total - end_compute), roof=geo.roof_cycles)
 

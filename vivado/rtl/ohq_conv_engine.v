@@ -814,11 +814,22 @@ module ohq_conv_engine #(
                     c_in_signed <= cfg_in_signed; c_ob8 <= (cfg_out_bits == 8);
                     c_out_signed <= cfg_out_signed; c_relu <= cfg_relu;
                     div_na <= cfg_cin; div_nb <= cfg_cout; div_ra <= 0; div_rb <= 0;
-                    div_qa <= 0; div_qb <= 0; div_i <= 0;
+                    div_i <= 0;
                     busy <= 1'b1;
                     out_done <= 1'b0;
                     ready_pulse <= 1'b1;
-                    st <= ST_DIV;
+                    // groups = 1 (dense, FC): the quotients are cin and cout; depthwise
+                    // (groups = cin = cout): 1 and 1. Only other grouped layers divide.
+                    if (cfg_groups == 16'd1) begin
+                        div_qa <= cfg_cin; div_qb <= cfg_cout;
+                        st <= ST_D1;
+                    end else if (cfg_groups == cfg_cin && cfg_groups == cfg_cout) begin
+                        div_qa <= 16'd1; div_qb <= 16'd1;
+                        st <= ST_D1;
+                    end else begin
+                        div_qa <= 0; div_qb <= 0;
+                        st <= ST_DIV;
+                    end
                 end
                 ST_DIV: begin   // restoring division: cin / groups, cout / groups
                     div_na <= div_na << 1;

@@ -329,7 +329,7 @@ def test_boards_json_cores_are_valid_and_fit():
     data = json.loads((root / "ohq_pynq" / "hw" / "boards.json").read_text())
     assert set(data["boards"]) == {"pynq-z2", "ultra96v2", "zcu104", "kv260"}
     for name, b in data["boards"].items():
-        assert b["fits"] and max(b["estimated_use"].values()) <= 0.8, name
+        assert b["fits"] and max(b["estimated_use"].values()) <= 0.9, name   # make_boards.LIMIT
         for bits in (4, 8):
             c = b["cores"][str(bits)]
             core = cm.CoreConfig(bits=bits, **{k: c[k] for k in (

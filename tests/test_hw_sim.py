@@ -299,7 +299,8 @@ def test_overheads_scale_with_the_board_and_the_bytes(rng):
     assert m_z2.overhead_seconds > 2 * m_zu.overhead_seconds          # Cortex-A9 vs A53
     m_big = z2.run_layer(big, 8, xb, wb, rqb)[1]
     assert m_big.overheads["cache"] > m_z2.overheads["cache"]         # more bytes to flush
-    assert m_big.overheads["registers"] == m_z2.overheads["registers"]
+    assert m_big.overheads["registers"] / m_big.runs == pytest.approx(
+        m_z2.overheads["registers"] / m_z2.runs)                      # the same per run
     # int4 moves fewer bytes: less cache maintenance for the same layer.
     m4 = z2.run_layer(big, 4, np.clip(xb, -7, 7), np.clip(wb, -7, 7), rqb)[1]
     assert m4.overheads["cache"] < m_big.overheads["cache"]

@@ -84,6 +84,9 @@ class Board:
     energy: EnergyModel | None = None
     source: str = "builtin"          # "builtin" or the path of boards.json
     aliases: tuple = field(default=(), compare=False)
+    # bits -> the multiplier style synthesised (RTL LUT_MULS: 0 DSP48, 1 LUT, 2 two int4 per
+    # DSP48); bit-exact either way, so only the overlay build (and its .hwh) needs it
+    lut_muls: dict = field(default_factory=dict, compare=False)
 
     @property
     def has_power(self) -> bool:
@@ -182,10 +185,13 @@ def _merge_json(board: Board, obj: dict, source: str) -> Board:
     defaults = {"bus_bytes": bus, **{k: obj[k] for k in ("pe", "simd") if k in obj}}
     cores_obj = obj.get("cores")
     cores = dict(board.cores)
+    lut_muls = dict(board.lut_muls)
     if isinstance(cores_obj, dict):
         for key, cobj in cores_obj.items():
             bits = int(str(key).lstrip("int"))
             cores[bits] = _core_from_json(cobj, bits, defaults)
+            if "lut_muls" in cobj:
+                lut_muls[bits] = int(cobj["lut_muls"])
     elif isinstance(cores_obj, list):
         for cobj in cores_obj:
             bits = int(cobj["bits"])
@@ -196,7 +202,7 @@ def _merge_json(board: Board, obj: dict, source: str) -> Board:
     return Board(name=board.name, part=obj.get("part", board.part),
                  fclk_hz=float(fclk) if fclk is not None else board.fclk_hz, bus_bytes=bus,
                  cores=cores, rails=tuple(rails or ()), energy=board.energy, source=source,
-                 aliases=board.aliases)
+                 aliases=board.aliases, lut_muls=lut_muls)
 
 
 def load_boards(path: str | os.PathLike | None = None) -> dict[str, Board]:

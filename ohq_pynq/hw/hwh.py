@@ -107,12 +107,13 @@ def ps_config(ps: str, fclk_mhz: int, bus_bytes: int) -> dict:
             "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": str(fclk_mhz), "PSU__USE__IRQ0": "1"}
 
 
-def core_config(core: CoreConfig) -> dict:
-    """The ``CONFIG.*`` the Tcl sets on one ohq_conv cell (board_tcl.py's ``core_params``)."""
+def core_config(core: CoreConfig, lut_muls: int | None = None) -> dict:
+    """The ``CONFIG.*`` the Tcl sets on one ohq_conv cell (board_tcl.py's ``core_params``);
+    ``lut_muls``: the board's multiplier style (default: LUT for int4, DSP48 for int8)."""
     return {"BITS": str(core.bits), "BUS_BYTES": str(core.bus_bytes), "PE": str(core.pe),
             "SIMD": str(core.simd), "MAX_ROW_WORDS": str(core.max_row_words),
             "MAX_WDEPTH": str(core.max_wdepth), "MAX_TILES": str(core.max_tiles),
-            "LUT_MULS": "1" if core.bits == 4 else "0"}
+            "LUT_MULS": str(lut_muls if lut_muls is not None else (1 if core.bits == 4 else 0))}
 
 
 def dma_config(ps: str, bus_bytes: int, length_width: int = DMA_LENGTH_WIDTH) -> dict:
@@ -140,7 +141,7 @@ def overlay_design(board, cores: dict | None = None, length_width: int = DMA_LEN
     streams, interrupts = [], []
     for bits in sorted(cores):
         core, dma = f"ohq_int{bits}", f"dma_int{bits}"
-        cells[core] = Cell(core, core_vlnv, core_config(cores[bits]), LITE_SEGMENT["ohq_conv"],
+        cells[core] = Cell(core, core_vlnv, core_config(cores[bits], getattr(board, "lut_muls", {}).get(bits)), LITE_SEGMENT["ohq_conv"],
                            LITE_BASE[ps] + LITE_OFFSET[core], LITE_RANGE)
         cells[dma] = Cell(dma, DMA_VLNV, dma_config(ps, board.bus_bytes, length_width),
                           LITE_SEGMENT["axi_dma"], LITE_BASE[ps] + LITE_OFFSET[dma], LITE_RANGE)

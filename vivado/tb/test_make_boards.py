@@ -45,3 +45,17 @@ def test_memories_of_another_run_of_the_same_lanes():
     assert q["logic"]["name"] == "big4" and use["bram36"] == round((50 + 50 + 8) / 144, 3)
     entry = make_boards.core_entry(q, 4)
     assert entry["max_row_words"] == 512 and entry["lut_muls"] == 2 and entry["estimate"]["bram36"] == 50
+
+
+def test_int4_core_must_double_the_int8_macs():
+    # A pair whose int4 core does no more MACs per cycle than twice the int8 core's would leave
+    # int4 nothing to buy but bytes: a smaller int8 core with a full int4 core wins instead.
+    board = make_boards.BOARDS["ultra96v2"]        # 70 560 LUT
+    rows = [est("w8", 8, 8, 16, 30000, 181, 80, fam="xcup", bus=16),       # 128 MAC/cycle
+            est("n8", 8, 8, 8, 17000, 98, 40, fam="xcup", bus=16),         # 64
+            est("n4", 4, 8, 8, 25000, 117, 48, fam="xcup", bus=16, lut_muls=2)]   # 128
+    best, tried = make_boards.choose(rows, board)
+    _, a, q, _ = best
+    assert (a["name"], q["name"]) == ("n8", "n4")
+    w = next(t for t in tried if t["int8"] == "w8")
+    assert all(v <= make_boards.LIMIT for v in w["use"].values()) and not w["fits"]

@@ -4,9 +4,11 @@ vivado/build/synth_estimate.json (`make boards`).
 
 For each board, every pair (int8 candidate, int4 candidate) synthesised for the board's family
 and stream width is checked against the part: both cores plus the DMA/interconnect allowance
-must stay within ``LIMIT`` of every resource (LUT, FF, DSP48, BRAM36). Among the pairs that fit,
-the one with the largest product of the two cores' MACs per cycle is taken (ties: the lower
-peak use), i.e. the part is filled as far as both widths can grow together. A candidate's
+must stay within ``LIMIT`` of every resource (LUT, FF, DSP48, BRAM36), and the int4 core must do
+at least twice the int8 core's MACs per cycle (:data:`MIN_INT4_GAIN`: otherwise int4 buys bytes
+but no cycles, and the search has nothing to trade). Among the pairs that qualify, the one with
+the largest product of the two cores' MACs per cycle is taken (ties: the lower peak use), i.e.
+the part is filled as far as both widths can grow together. A candidate's
 logic (LUT, FF, DSP) comes from its own run; its BRAM may come from another run with the same
 lanes (PE, SIMD) and memories (BRAM does not depend on BITS or the multipliers), so one run of a
 smaller-memory variant serves every width.
@@ -27,6 +29,7 @@ OVERHEAD = {"lut": 6000, "ff": 9000, "dsp": 0, "bram36": 8}
 # Cores + allowance within 90 % of every resource: the allowance is the DMA/interconnect's
 # ~10-15 % of a PYNQ-Z2 (6k of 53k LUTs), the last 10 % is placement/timing headroom.
 LIMIT = 0.90
+MIN_INT4_GAIN = 2           # int4 MACs per cycle >= 2 x int8's (two int4 products per multiplier)
 MEM_KEYS = ("MAX_ROW_WORDS", "MAX_WDEPTH", "MAX_TILES")
 
 BOARDS = {
@@ -96,7 +99,7 @@ def choose(est: list[dict], b: dict):
     for a in c8:
         for q in c4:
             use = use_of((a, q), b)
-            fits = all(v <= LIMIT for v in use.values())
+            fits = all(v <= LIMIT for v in use.values()) and macs(q) >= MIN_INT4_GAIN * macs(a)
             key = (math.log(macs(a)) + math.log(macs(q)), -max(use.values()))
             tried.append({"int8": a["name"], "int4": q["name"], "use": use, "fits": fits,
                           "macs_per_cycle": {"8": macs(a), "4": macs(q)}})

@@ -32,8 +32,10 @@ CONFIGS = {
     "z7_int8_pe8_simd8": ("xc7", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=0, **M1K)),
     "z7_int4_pe8_simd8_dsp2": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=2, **M1K)),
     "z7_int4_pe8_simd8_lut": ("xc7", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=8, LUT_MULS=1, **M1K)),
+    "z7_int8_pe4_simd8": ("xc7", dict(BITS=8, PE=4, SIMD=8, BUS_BYTES=8, LUT_MULS=0, **M1K)),
     # Ultra96-V2 (xczu3eg), KV260 (xck26), ZCU104 (xczu7ev): 128-bit HP ports
     "zu_int8_pe8_simd8": ("xcup", dict(BITS=8, PE=8, SIMD=8, BUS_BYTES=16, LUT_MULS=0, **M1K)),
+    "zu_int4_pe8_simd8_dsp2": ("xcup", dict(BITS=4, PE=8, SIMD=8, BUS_BYTES=16, LUT_MULS=2, **M1K)),
     "zu_int8_pe8_simd16": ("xcup", dict(BITS=8, PE=8, SIMD=16, BUS_BYTES=16, LUT_MULS=0, **M1K)),
     "zu_int4_pe8_simd16_dsp2": ("xcup", dict(BITS=4, PE=8, SIMD=16, BUS_BYTES=16, LUT_MULS=2, **M1K)),
     "zu_int8_pe16_simd16": ("xcup", dict(BITS=8, PE=16, SIMD=16, BUS_BYTES=16, LUT_MULS=0, **M1K)),

@@ -9,8 +9,8 @@ every bundled model.
 
 Per model the pipeline's inputs are rebuilt as `run` builds them: 32 distilled images (seed 0;
 the calibration split for BN-folded models), int8 ranges calibrated on them, MQE sensitivity
-(default estimator) on them; per board a simulator OQA profile (always re-measured: the cores
-may have changed). Configurations compared under each budget:
+(default estimator) on them; per board a simulator OQA profile of the bare cores (always
+re-measured: the cores may have changed; ``overheads=False`` as `run --no-overheads`). Configurations compared under each budget:
 
 * ``search``     what `run` deploys: the 8 best ILP solutions (default objective: min Σ S, then
                  latency) re-ranked by KL(fp32 ‖ quantized) on the distilled data;
@@ -151,7 +151,9 @@ def prepare_model(name: str, cache: Path, images: int, executor: str, seed: int)
 
 
 def board_problem(ctx: dict, board: str, seed: int):
-    acc = make_accelerator("sim", board=board)
+    # the bare cores (as `run --no-overheads`): the search's quality on what the bit-widths
+    # change; with the board overheads a 32x32 net's latency barely moves (bench/overheads.py)
+    acc = make_accelerator("sim", board=board, overheads=False)
     try:
         prof = profile_network(str(model_path(ctx["name"])), acc, repeats=1, seed=seed)
     finally:

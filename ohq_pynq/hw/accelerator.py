@@ -243,7 +243,8 @@ def conv_layer(layer, requant: Requant | None = None) -> ConvLayer:
                      **flags)
 
 
-def check_inputs(conv: ConvLayer, bits: int, x_q, w_q, requant: Requant, weight_values: bool = True):
+def check_inputs(conv: ConvLayer, bits: int, x_q, w_q, requant: Requant,
+                 weight_values: bool = True):
     """Validate shapes and integer ranges (one :class:`DataError` sentence) -> (x, w, bias, mult,
     shift); ``weight_values=False``: the weights' shape only (see ``validate_inputs``)."""
     from .core_model import validate_inputs

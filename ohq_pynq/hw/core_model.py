@@ -552,8 +552,8 @@ class StreamPacker:
     run index)`` — while ``owner`` (the tensor the key names) is alive: the cache holds a weak
     reference to it, so an ``id`` reused by a new tensor never hits and the cache keeps no
     tensor alive; least recently used entries go beyond ``max_bytes`` (bytes of packed
-    weights), entries of dead owners first. The weight tensor must not change while it is cached. ``key=None`` packs
-    everything, as :func:`pack_input`.
+    weights), entries of dead owners first. The weight tensor must not change while it is
+    cached. ``key=None`` packs everything, as :func:`pack_input`.
 
     ``pack`` returns the stream as a flat uint8 array. With ``out=`` (the run's DMA buffer, of
     ``in_beats * bus_bytes`` bytes) it writes the stream there, and where that buffer already

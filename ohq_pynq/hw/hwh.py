@@ -141,7 +141,8 @@ def overlay_design(board, cores: dict | None = None, length_width: int = DMA_LEN
     streams, interrupts = [], []
     for bits in sorted(cores):
         core, dma = f"ohq_int{bits}", f"dma_int{bits}"
-        cells[core] = Cell(core, core_vlnv, core_config(cores[bits], getattr(board, "lut_muls", {}).get(bits)), LITE_SEGMENT["ohq_conv"],
+        config = core_config(cores[bits], getattr(board, "lut_muls", {}).get(bits))
+        cells[core] = Cell(core, core_vlnv, config, LITE_SEGMENT["ohq_conv"],
                            LITE_BASE[ps] + LITE_OFFSET[core], LITE_RANGE)
         cells[dma] = Cell(dma, DMA_VLNV, dma_config(ps, board.bus_bytes, length_width),
                           LITE_SEGMENT["axi_dma"], LITE_BASE[ps] + LITE_OFFSET[dma], LITE_RANGE)

@@ -8,9 +8,9 @@ Per run of the core (a layer is split into runs by :mod:`.tiling` when it exceed
 
 1. write the layer's configuration registers by name (``regmap``);
 2. pack params, weights and activations exactly as the RTL expects (``core_model.pack_input``)
-   straight into a ``pynq.allocate`` buffer and ``flush()`` it. Each run of a deployed layer has
-   its own input buffer (up to ``overheads.RESIDENT_BYTES`` in all), so its weight words are written
-   once and stay resident: per image only the parameters and activations are written;
+   straight into a ``pynq.allocate`` buffer and ``flush()`` it. Each run of a deployed layer
+   has its own input buffer (up to ``overheads.RESIDENT_BYTES`` in all), so its weight words
+   are written once and stay resident: per image only the parameters and activations are;
 3. arm the output DMA channel (S2MM) into a second buffer, set ``ap_start``, stream the input
    with the MM2S channel (in chunks if the DMA's length register is narrower than the stream);
 4. poll ``ap_done`` with a timeout (:class:`HardwareError` when it never comes), wait for both DMA
@@ -270,9 +270,9 @@ class CoreDriver:
     def execute(self, layer: cm.ConvLayer, stream: np.ndarray, decode: bool = True):
         """Run ``layer`` on an already packed input ``stream`` (uint8; a buffer from
         :meth:`input_buffer` is streamed as it is, anything else is copied into the shared input
-        buffer). Returns
-        (outputs or None, counters + bytes in/out + ``overheads``: seconds by category outside
-        the counter, timed with ``time.perf_counter`` as :mod:`.overheads` models them)."""
+        buffer). Returns (outputs or None, counters + bytes in/out + ``overheads``: seconds by
+        category outside the counter, timed with ``time.perf_counter`` as :mod:`.overheads`
+        models them)."""
         clock = time.perf_counter
         spent = dict.fromkeys(("registers", "dma_setup", "cache", "poll", "pack"), 0.0)
         core = self.core
@@ -335,6 +335,7 @@ class CoreDriver:
         spent["poll"] = max(0.0, (t_done - t_start) - info["CYCLES"] / self.fclk_hz)
         info.update(bytes_in=n_in, bytes_out=n_out, overheads=spent)
         return y, info
+
 
 def _is_dma_buffer(a) -> bool:
     """A ``pynq.allocate`` buffer (it has a physical address), not host memory."""

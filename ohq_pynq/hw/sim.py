@@ -135,9 +135,9 @@ class SimAccelerator:
         """Seconds this CPU takes for the overlay driver's numpy work on the layer
         (:meth:`.overlay.OverlayAccelerator.run_layer`): checking the operands, casting the
         activations to byte codes, the plan's slicing and assembly and, per run, packing the
-        stream into the run's input buffer and unpacking the output buffer
-        (zeros: unpacking does not look at the values). As on the board, each run of ``owner``
-        (``w_q``, the caller's weight tensor) has its own buffer, so its weight words are written once
+        stream into the run's input buffer and unpacking the output buffer (zeros: unpacking
+        does not look at the values). As on the board, each run of ``w_q`` (the caller's weight
+        tensor) has its own buffer, so its weight words are written once
         (:class:`~.core_model.StreamPacker`, ``out=``): the least of the timings is the steady
         state of a deployed network."""
         core = self.board.core(bits)
@@ -177,10 +177,16 @@ class SimAccelerator:
                 self._run_bytes += nbytes
             self._run_buffers[key] = buf
             return buf
-        return self._shared.setdefault(("in", nbytes), np.zeros(nbytes, dtype=np.uint8))
+        return self._shared_buffer("in", nbytes)
 
     def _output_buffer(self, nbytes: int) -> np.ndarray:
-        return self._shared.setdefault(("out", nbytes), np.zeros(nbytes, dtype=np.uint8))
+        return self._shared_buffer("out", nbytes)
+
+    def _shared_buffer(self, kind: str, nbytes: int) -> np.ndarray:
+        buf = self._shared.get((kind, nbytes))
+        if buf is None:
+            buf = self._shared[(kind, nbytes)] = np.zeros(nbytes, dtype=np.uint8)
+        return buf
 
     def measure(self, layer, bits: int, requant: Requant | None = None) -> Measurement:
         """The measurement of one layer without computing outputs (cycles, bytes, joules)."""

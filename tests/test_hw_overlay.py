@@ -56,6 +56,8 @@ LAYERS = [
     cm.ConvLayer(cin=40, cout=20, h=1, w=1),
     cm.ConvLayer(cin=64, cout=200, h=6, w=200, kernel=3, pads=(1, 1, 1, 1)),   # tiled on pynq-z2
     cm.ConvLayer(cin=9216, cout=12, h=1, w=1, in_signed=False, relu=True),  # int8: input split
+    # an AlexNet-style 11x11 stride-4 stem: beyond max_k, so im2col, its weights tiled (int8)
+    cm.ConvLayer(cin=3, cout=96, h=23, w=23, kernel=11, stride=4, pads=(2, 2, 2, 2)),
 ]
 
 

@@ -143,7 +143,18 @@ def choose_lowering(layer: ConvLayer, core: CoreConfig) -> str:
             return "im2col"
         if _fits(low, core) and not _fits(layer, core):
             return "im2col"
+        if not _fits(layer, core) and _plannable(low, core):
+            return "im2col"      # e.g. an 11x11 stem (beyond max_k) whose weights need tiling
     return ""
+
+
+def _plannable(layer: ConvLayer, core: CoreConfig) -> bool:
+    """``layer`` runs on ``core`` as some plan of runs (tiled over channels or columns)."""
+    try:
+        _plan(layer, core)
+        return True
+    except ConfigError:
+        return False
 
 
 @functools.lru_cache(maxsize=4096)

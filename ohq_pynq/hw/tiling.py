@@ -113,9 +113,10 @@ def _refuse(layer: ConvLayer, core: CoreConfig, why: str):
                       f"g{layer.groups} cannot run on the {core.bits}-bit core: {why}.")
 
 
-def _fits(layer: ConvLayer, core: CoreConfig) -> bool:
+def _fits(layer: ConvLayer, core: CoreConfig, tiled: bool = False) -> bool:
+    """``layer`` runs on ``core`` in one run, or (``tiled``) as some plan of runs."""
     try:
-        check_layer(layer, core)
+        (_plan if tiled else check_layer)(layer, core)
         return True
     except ConfigError:
         return False
@@ -143,18 +144,10 @@ def choose_lowering(layer: ConvLayer, core: CoreConfig) -> str:
             return "im2col"
         if _fits(low, core) and not _fits(layer, core):
             return "im2col"
-        if not _fits(layer, core) and _plannable(low, core):
+        if not _fits(layer, core) and _fits(low, core, tiled=True):
             return "im2col"      # e.g. an 11x11 stem (beyond max_k) whose weights need tiling
     return ""
 
-
-def _plannable(layer: ConvLayer, core: CoreConfig) -> bool:
-    """``layer`` runs on ``core`` as some plan of runs (tiled over channels or columns)."""
-    try:
-        _plan(layer, core)
-        return True
-    except ConfigError:
-        return False
 
 
 @functools.lru_cache(maxsize=4096)

@@ -86,7 +86,6 @@ from dataclasses import asdict, dataclass
 CATEGORIES = ("registers", "dma_setup", "cache", "poll", "pack")
 CONFIG_WRITES = 15          # ConvLayer.registers(): CIN .. RELU (core_model / regmap)
 COUNTER_READS = 9           # IN_BEATS + CYCLES/IN_STALL/OUT_STALL/MAC_ACTIVE lo and hi
-RESIDENT_BYTES = 32 << 20   # per core: the driver's per-run input buffers, weights resident
 
 
 @dataclass(frozen=True)

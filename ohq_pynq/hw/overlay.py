@@ -9,7 +9,7 @@ Per run of the core (a layer is split into runs by :mod:`.tiling` when it exceed
 1. write the layer's configuration registers by name (``regmap``);
 2. pack params, weights and activations exactly as the RTL expects (``core_model.pack_input``)
    straight into a ``pynq.allocate`` buffer and ``flush()`` it. Each run of a deployed layer
-   has its own input buffer (up to ``overheads.RESIDENT_BYTES`` in all), so its weight words
+   has its own input buffer (up to ``buffers.RESIDENT_BYTES`` in all), so its weight words
    are written once and stay resident: per image only the parameters and activations are;
 3. arm the output DMA channel (S2MM) into a second buffer, set ``ap_start``, stream the input
    with the MM2S channel (in chunks if the DMA's length register is narrower than the stream);
@@ -53,7 +53,7 @@ from . import core_model as cm
 from . import regmap as rm
 from .accelerator import HardwareInfo, Measurement, Requant, check_inputs, conv_layer
 from .boards import Board, detect_board_name, get_board
-from .overheads import RESIDENT_BYTES
+from .buffers import BufferPool
 from .power import DEFAULT_ENERGY_WINDOW
 from .tiling import plan_layer, run_plan
 
@@ -139,11 +139,7 @@ class CoreDriver:
         except ConfigError as err:
             raise HardwareError(f"IP {name} reports core parameters that cannot be right ({err}); "
                                 f"is the right bitstream loaded?") from None
-        self._buffers: dict[tuple[str, int], object] = {}
-        from collections import OrderedDict
-        self._run_buffers: "OrderedDict[object, object]" = OrderedDict()   # key -> input buffer
-        self._run_bytes = 0
-        self.resident_bytes = RESIDENT_BYTES
+        self.buffers = BufferPool(self._allocate, _free_buffer)
         self.max_transfer = self._max_transfer()      # None: the DMA states no maximum
         self.chunk = None if self.max_transfer is None else \
             chunk_bytes(self.max_transfer, max(self.core.bus_bytes, self.dma_bus_bytes()))
@@ -183,33 +179,10 @@ class CoreDriver:
         return {c: self.counter(c) for c in rm.COUNTERS}
 
     # -- buffers -------------------------------------------------------------------------
-    def _buffer(self, kind: str, nbytes: int):
-        key = (kind, nbytes)
-        buf = self._buffers.get(key)
-        if buf is None:
-            buf = self._buffers[key] = self._allocate(nbytes)
-        return buf
-
     def input_buffer(self, nbytes: int, key=None):
-        """The DMA buffer to pack a run's input stream into: one per ``key`` (a run of a layer,
-        so its weight words stay resident between images) while those fit in
-        ``resident_bytes`` (least recently used freed first), else the shared one of that size."""
-        if key is not None and nbytes <= self.resident_bytes:
-            buf = self._run_buffers.pop(key, None)
-            if buf is not None and buf.size != nbytes:
-                self._run_bytes -= buf.size
-                _free_buffer(buf)
-                buf = None
-            if buf is None:
-                while self._run_buffers and self._run_bytes + nbytes > self.resident_bytes:
-                    _, old = self._run_buffers.popitem(last=False)
-                    self._run_bytes -= old.size
-                    _free_buffer(old)
-                buf = self._allocate(nbytes)
-                self._run_bytes += nbytes
-            self._run_buffers[key] = buf
-            return buf
-        return self._buffer("in", nbytes)
+        """The DMA buffer to pack a run's input stream into (:meth:`.buffers.BufferPool.run`):
+        one per ``key`` (a run of a layer: its weight words stay resident between images)."""
+        return self.buffers.run(nbytes, key)
 
     def _allocate(self, nbytes: int):
         try:
@@ -218,11 +191,7 @@ class CoreDriver:
             raise HardwareError(f"cannot allocate a {nbytes}-byte DMA buffer: {err}") from None
 
     def free(self) -> None:
-        for buf in list(self._buffers.values()) + list(self._run_buffers.values()):
-            _free_buffer(buf)
-        self._buffers.clear()
-        self._run_buffers.clear()
-        self._run_bytes = 0
+        self.buffers.clear()
 
     # -- one run -------------------------------------------------------------------------
     def _wait(self, what: str, ready, deadline: float) -> None:
@@ -282,12 +251,12 @@ class CoreDriver:
             raise HardwareError(f"core {self.name}: the output of {n_out} bytes exceeds the DMA's "
                                 f"maximum transfer of {self.max_transfer} bytes; widen its length "
                                 f"register in the block design.")
-        obuf = self._buffer("out", n_out)
+        obuf = self.buffers.shared("out", n_out)
         t = clock()
         if _is_dma_buffer(stream):
             ibuf = stream
         else:
-            ibuf = self._buffer("in", n_in)
+            ibuf = self.buffers.shared("in", n_in)
             ibuf[:] = stream
         t, spent["pack"] = clock(), clock() - t
         ibuf.flush()

@@ -29,7 +29,7 @@ from . import overheads as oh
 from .accelerator import HardwareInfo, Measurement, Requant, check_inputs, conv_layer
 from .boards import Board, get_board
 from .core_model import ConvLayer, geometry, requantize, wrap_int32
-from .overheads import RESIDENT_BYTES
+from .buffers import BufferPool
 from .tiling import plan_layer, run_plan
 
 
@@ -93,10 +93,7 @@ class SimAccelerator:
         scale = self.cpu.arm_scale if self.cpu is not None else 0.0
         self.arm_scale = 0.0 if self.arm_time == "off" else float(scale if arm_scale is None else arm_scale)
         self.packer = cm.StreamPacker()    # the driver's weight words, packed once per layer
-        from collections import OrderedDict
-        self._run_buffers: "OrderedDict[tuple, np.ndarray]" = OrderedDict()   # as the driver's
-        self._run_bytes = 0
-        self._shared: dict[tuple[str, int], np.ndarray] = {}
+        self.buffers = BufferPool(lambda n: np.zeros(n, dtype=np.uint8))   # as the driver's
         self.closed = False
 
     @property
@@ -149,9 +146,9 @@ class SimAccelerator:
             key = (id(w_q), bits, run)
             run += 1
             geo = cm.geometry(tile.layer, core)
-            buf = self._input_buffer(geo.in_beats * core.bus_bytes, key)
+            buf = self.buffers.run(geo.in_beats * core.bus_bytes, key)
             self.packer.pack(*tensors, tile.layer, core, key=key, owner=w_q, out=buf, codes=True)
-            return cm.unpack_output(self._output_buffer(geo.out_beats * core.bus_bytes),
+            return cm.unpack_output(self.buffers.shared("out", geo.out_beats * core.bus_bytes),
                                     tile.layer, core), None
 
         best = float("inf")
@@ -163,30 +160,6 @@ class SimAccelerator:
             run_plan(plan, cm.activation_bytes(x), w, bias, mult, shift, run_tile)
             best = min(best, ARM_CLOCK() - t0)
         return best
-
-    def _input_buffer(self, nbytes: int, key) -> np.ndarray:
-        """The driver's input buffer of a run (:meth:`.overlay.CoreDriver.input_buffer`): one per
-        key within ``RESIDENT_BYTES``, least recently used dropped, else one shared per size."""
-        if key is not None and nbytes <= RESIDENT_BYTES:
-            buf = self._run_buffers.pop(key, None)
-            if buf is None or buf.size != nbytes:
-                self._run_bytes -= 0 if buf is None else buf.size
-                while self._run_buffers and self._run_bytes + nbytes > RESIDENT_BYTES:
-                    self._run_bytes -= self._run_buffers.popitem(last=False)[1].size
-                buf = np.zeros(nbytes, dtype=np.uint8)
-                self._run_bytes += nbytes
-            self._run_buffers[key] = buf
-            return buf
-        return self._shared_buffer("in", nbytes)
-
-    def _output_buffer(self, nbytes: int) -> np.ndarray:
-        return self._shared_buffer("out", nbytes)
-
-    def _shared_buffer(self, kind: str, nbytes: int) -> np.ndarray:
-        buf = self._shared.get((kind, nbytes))
-        if buf is None:
-            buf = self._shared[(kind, nbytes)] = np.zeros(nbytes, dtype=np.uint8)
-        return buf
 
     def measure(self, layer, bits: int, requant: Requant | None = None) -> Measurement:
         """The measurement of one layer without computing outputs (cycles, bytes, joules)."""

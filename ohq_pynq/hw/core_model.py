@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import weakref
 
 from dataclasses import dataclass
 
@@ -366,13 +367,16 @@ def validate_inputs(x, w, bias, mult, shift, layer: ConvLayer, bits: int,
                     weight_values: bool = True):
     """Shapes and integer ranges of one run's operands (one DataError sentence); bias, mult and
     shift as int64, activations and weights in their integer dtype. ``weight_values=False``
-    checks the weights' shape only (a tensor checked before, e.g. :meth:`StreamPacker.knows`)."""
-    x = _as_int("activations", x, (layer.h, layer.w, layer.cin), widen=False)
+    checks the weights' shape only (a tensor checked before, e.g. :meth:`StreamPacker.knows`);
+    ``x=None``: no activations to check (byte codes the caller checked)."""
+    if x is not None:
+        x = _as_int("activations", x, (layer.h, layer.w, layer.cin), widen=False)
     w = _as_int("weights", w, (layer.cout, layer.cin_g, layer.kernel, layer.kernel), widen=False)
     bias = _as_int("bias", bias, (layer.cout,))
     mult = _as_int("mult", mult, (layer.cout,))
     shift = _as_int("shift", shift, (layer.cout,))
-    _check_range("activations", x, *act_range(bits, layer.in_signed))
+    if x is not None:
+        _check_range("activations", x, *act_range(bits, layer.in_signed))
     if weight_values:
         _check_range("weights", w, *weight_range(bits))
     _check_range("bias", bias, -(1 << 31), (1 << 31) - 1)
@@ -534,8 +538,6 @@ def pack_input(x, w, bias, mult, shift, layer: ConvLayer, core: CoreConfig) -> b
 def _weak(obj):
     """A weak reference to ``obj`` (a callable returning it), or a strong one for objects that
     take no weak references (None, Python scalars)."""
-    import weakref
-
     try:
         return weakref.ref(obj)
     except TypeError:
@@ -604,17 +606,11 @@ class StreamPacker:
             # unless the caller checked the layer's (codes=True: a run's bias / mult / shift are
             # the layer's or derived in range by the plan)
             if not codes:
-                x = _as_int("activations", x, (layer.h, layer.w, layer.cin), widen=False)
-                _check_range("activations", x, *act_range(core.bits, layer.in_signed))
-                bias = _as_int("bias", bias, (layer.cout,))
-                mult = _as_int("mult", mult, (layer.cout,))
-                shift = _as_int("shift", shift, (layer.cout,))
-                _check_range("bias", bias, -(1 << 31), (1 << 31) - 1)
-                _check_range("mult", mult, 0, 0xFFFF)
-                _check_range("shift", shift, 0, MAX_SHIFT)
+                x, _, bias, mult, shift = validate_inputs(x, w, bias, mult, shift, layer,
+                                                          core.bits, weight_values=False)
         else:
-            xv = np.zeros((layer.h, layer.w, layer.cin), dtype=np.int8) if codes else x
-            xv, w, bias, mult, shift = validate_inputs(xv, w, bias, mult, shift, layer, core.bits)
+            xv, w, bias, mult, shift = validate_inputs(None if codes else x, w, bias, mult, shift,
+                                                       layer, core.bits)
             x = x if codes else xv
             weights, token = pack_weights(w, layer, core), next(self._tokens)
             if full is not None:
@@ -644,8 +640,6 @@ class StreamPacker:
         return out
 
     def _remember(self, out: np.ndarray, full: tuple, token: int) -> None:
-        import weakref
-
         try:
             ref = weakref.ref(out)
         except TypeError:      # a buffer type without weak references: never treat it as resident

@@ -46,6 +46,7 @@ seconds. One process per model and board, then merge (what produced the committe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -113,7 +114,11 @@ def prepare_model(name: str, cache: Path, images: int, executor: str, seed: int)
     t0 = time.perf_counter()
     path = model_path(name)
     sha = file_sha256(path)[:16]
-    folder = cache / f"{name}-{sha}"
+    # the scores also depend on how the product quantizes, senses and distils: a change there
+    # must not reuse scores cached before it
+    code = hashlib.sha256(b"".join((ROOT / "ohq_pynq" / f).read_bytes()
+                                   for f in ("quant.py", "mqe.py", "distill.py"))).hexdigest()[:8]
+    folder = cache / f"{name}-{sha}-{code}"
     folder.mkdir(parents=True, exist_ok=True)
     net = prepare(str(path))
     data_file = folder / "data.npz"

@@ -7,13 +7,14 @@ Each layer costs one forward pass on the *same* prepared model: only the layer's
 and input scale are swapped per pass. What is swapped in (``perturbation``):
 
 * ``"rounding"`` (default): the layer's weights rounded to its int4 grid (int4 codes from the
-  float weights, written as the nearest int8 codes), and its input quantization step coarsened
-  to int4's. The perturbation is the layer's own int4 rounding error, so S_i has the size and
+  float weights, written as the nearest int8 codes), and its input quantized as at int4: the
+  int4 scale (its own, tighter calibrated range, :meth:`~ohq_pynq.quant.TensorRange.clip_at`)
+  and the int4 code range (the model carries an integer Clip on every layer input for this). The perturbation is the layer's own int4 rounding error, so S_i has the size and
   ranking of the exact estimator (ρ 0.97–0.99 on the references, ``bench/mqe.py``).
 * ``"mask"``: the paper's mask — zero a random fraction ``alpha`` of the int8 weight codes
   (0.5 in the paper; ``alpha="matched"`` picks, per output channel, the fraction whose removed
   energy equals that channel's int4 rounding-noise energy, 0.4–3 % on the references), plus the
-  input coarsening unless ``activations=False`` (the paper's weight-only MQE).
+  same int4 input unless ``activations=False`` (the paper's weight-only MQE).
 
 Exact (the reference MQE approximates, as in ZeroQ): layer i alone at int4 (weights and input
 activations), every other layer int8, same KL; a freshly quantized model per layer.
@@ -30,8 +31,9 @@ import numpy as np
 
 from .errors import ConfigError
 from .graph import Network
-from .quant import (LayerQuant, QuantizedNetwork, TensorRange, activation_range, kl_divergence,
-                    log_softmax, quantize, quantize_weight, weight_codes_uint8, weight_qmax)
+from .quant import (LayerQuant, QuantizedNetwork, TensorRange, activation_range, input_quantization,
+                    kl_divergence, log_softmax, quantize, quantize_weight, weight_codes_uint8,
+                    weight_qmax)
 from .runtime import make_executor
 from .sensitivity import SCHEMA
 
@@ -99,10 +101,13 @@ def matched_mask_fraction(w_q: np.ndarray, rounded: np.ndarray) -> np.ndarray:
 
 def perturbed_layer(network: Network, q8: QuantizedNetwork, name: str, perturbation: str = "rounding",
                     alpha=0.5, rng: np.random.Generator | None = None, structured: bool = False,
-                    activations: bool = True, low_bits: int = 4) -> dict[str, np.ndarray]:
-    """The initializers of ``q8.to_onnx()`` to swap so layer ``name`` is perturbed as MQE does
-    (see the module docstring): ``{initializer name: array}``, the weight codes in the model's
-    layout and, with ``activations``, the input scale coarsened to ``low_bits``' step."""
+                    activations: bool = True, low_bits: int = 4,
+                    low_inputs: dict[str, tuple[float, bool]] | None = None) -> dict[str, np.ndarray]:
+    """The initializers of ``q8.to_onnx(saturate_inputs=True)`` to swap so layer ``name`` is
+    perturbed as MQE does (see the module docstring): ``{initializer name: array}``, the weight
+    codes in the model's layout and, with ``activations``, the input scale and code range at
+    ``low_bits`` (``low_inputs``: :func:`~ohq_pynq.quant.input_quantization` at ``low_bits``;
+    without it, the int8 scale coarsened by qmax8 / qmax_low and no saturation change)."""
     lq = q8.layers[name]
     if perturbation == "rounding":
         w = rounded_weights(network.weight(network.layer(name)), lq, low_bits)
@@ -113,9 +118,16 @@ def perturbed_layer(network: Network, q8: QuantizedNetwork, name: str, perturbat
                                       rounded_weights(network.weight(network.layer(name)), lq, low_bits))
         w = mask_weights(lq.weight_q, a, rng if rng is not None else np.random.default_rng(0), structured)
     out = {q8.weight_initializer(name): _initializer_layout(network, name, w)}
-    if activations:
+    if activations and low_inputs is None:
         coarser = activation_range(8, lq.act_signed)[1] / activation_range(low_bits, lq.act_signed)[1]
         out[q8.input_scale_initializer(name)] = np.array(lq.act_scale * coarser, np.float32)
+    elif activations:
+        scale, signed = low_inputs[name]
+        out[q8.input_scale_initializer(name)] = np.array(scale, np.float32)
+        code = np.int8 if signed else np.uint8
+        lo_name, hi_name = q8.input_saturation_initializers(name)
+        lo, hi = activation_range(low_bits, signed)
+        out[lo_name], out[hi_name] = np.array(lo, code), np.array(hi, code)
     return out
 
 
@@ -139,8 +151,8 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
 
     MQE's ``perturbation`` (module docstring): ``"rounding"`` (default; deterministic, ``alpha``,
     ``structured`` and ``seed`` unused) or ``"mask"`` (``alpha`` a fraction in [0, 1] or
-    ``"matched"``). ``activations``: also coarsen the layer's input quantization to the step of
-    ``low_bits`` (its int8 input scale times qmax8 / qmax4), because in this project a layer's
+    ``"matched"``). ``activations``: also quantize the layer's input as at ``low_bits`` (its
+    scale and code range there), because in this project a layer's
     input activations take the layer's bit-width; without it MQE sees only the weight half of
     going to int4 (``perturbation="mask", activations=False`` is the paper's MQE). Every variant is
     the same single-session initializer swap, one forward pass over ``x`` per layer.
@@ -161,7 +173,7 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
         network.layer(n)  # clear error for unknown names
     start = time.perf_counter()
     q8 = quantize(network, 8, ranges)
-    model8 = q8.to_onnx()
+    model8 = q8.to_onnx(saturate_inputs=estimator == "mqe" and activations)
     values: dict[str, float] = {}
     it = names
     if progress:
@@ -169,14 +181,17 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
         it = tqdm(names, desc=f"sensitivity ({estimator})", unit="layer", leave=False)
     if estimator == "mqe":
         swapped = [q8.weight_initializer(n) for n in names]
+        low_inputs = None
         if activations:
             swapped += [q8.input_scale_initializer(n) for n in names]
+            swapped += [i for n in names for i in q8.input_saturation_initializers(n)]
+            low_inputs = input_quantization(network, low_bits, ranges)
         runner = make_executor(model8, executor, overridable=swapped)   # one prepared executor
         ref = log_softmax(_logits(runner, x))
         rng = np.random.default_rng(seed)
         for name in it:
             overrides = perturbed_layer(network, q8, name, perturbation, alpha, rng, structured,
-                                        activations, low_bits)
+                                        activations, low_bits, low_inputs)
             logits = _logits(runner, x, overrides)
             values[name] = _kl_from_log(ref, log_softmax(logits))
     else:

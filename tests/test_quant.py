@@ -9,8 +9,8 @@ import pytest
 
 from conftest import build_small_cnn
 from ohq_pynq.errors import ConfigError, DataError
-from ohq_pynq.quant import (activation_range, calibrate, compare, kl_divergence, nonnegative_tensors,
-                            predict, prepare, quantize, quantize_weight)
+from ohq_pynq.quant import (activation_range, calibrate, compare, input_quantization, kl_divergence,
+                            lp_clip, nonnegative_tensors, predict, prepare, quantize, quantize_weight)
 from ohq_pynq.runtime import make_executor
 
 
@@ -198,6 +198,55 @@ def test_percentile_clips_tighter(net, images, ranges):
     with pytest.raises(ConfigError):
         calibrate(net, images, method="kmeans")
 
+
+
+def _lp_error(v: np.ndarray, clip: float, qmax: int, p: float) -> float:
+    step = clip / qmax
+    return float(np.sum(np.abs(v - np.minimum(np.rint(v / step), qmax) * step) ** p))
+
+
+def test_lp_clip_minimises_the_low_bit_error():
+    v = np.abs(np.random.default_rng(3).laplace(size=200_000))
+    hist = np.histogram(v, bins=2048, range=(0.0, v.max()))[0]
+    clips = {q: lp_clip(hist, float(v.max()), q) for q in (7, 15, 255)}
+    assert clips[7] < clips[15] < clips[255] <= v.max()
+    # better than max|x| and than the 8-bit percentile range at 15 steps, on the samples themselves
+    pct = float(np.percentile(v, 99.99))
+    assert _lp_error(v, clips[15], 15, 2.5) < min(_lp_error(v, pct, 15, 2.5), _lp_error(v, v.max(), 15, 2.5))
+    # no better clip among a fine grid of alternatives (to the 8-bin candidate spacing)
+    grid = np.linspace(0.2, 1.0, 161) * v.max()
+    best = grid[np.argmin([_lp_error(v, c, 15, 2.5) for c in grid])]
+    assert abs(best - clips[15]) <= 16 * v.max() / 2048
+    assert lp_clip(np.zeros(8), 1.0, 15) == 1.0 and lp_clip(hist, 0.0, 15) == 0.0
+
+
+def test_low_bit_inputs_use_their_own_range(net, images, ranges):
+    assert all(r.low_bit_clip is not None and 0 < r.low_bit_clip <= r.absmax for r in ranges.values())
+    assert any(r.low_bit_clip < 0.8 * r.clip for r in ranges.values())
+    q8, q4 = quantize(net, 8, ranges), quantize(net, 4, ranges)
+    unsigned = nonnegative_tensors(net)
+    for layer in net.layers:
+        r = ranges[layer.input]
+        hi8 = activation_range(8, layer.input not in unsigned)[1]
+        hi4 = activation_range(4, layer.input not in unsigned)[1]
+        assert q8.layers[layer.name].act_scale == pytest.approx(r.clip / hi8, rel=1e-6)
+        assert q4.layers[layer.name].act_scale == pytest.approx(min(r.clip, r.low_bit_clip) / hi4, rel=1e-6)
+    assert input_quantization(net, 4, ranges) == {n: (lq.act_scale, lq.act_signed) for n, lq in q4.layers.items()}
+    same = calibrate(net, images, low_bit_norm=None)
+    assert all(r.low_bit_clip is None and r.clip_at(4) == r.clip for r in same.values())
+    # the tighter 4-bit range is what makes W4A4 closer to fp32 here
+    ref = predict(net.model, images)
+    kl_tight = compare(predict(q4.to_onnx(), images), None, ref)["kl"]
+    kl_wide = compare(predict(quantize(net, 4, same).to_onnx(), images), None, ref)["kl"]
+    assert kl_tight < kl_wide
+
+
+def test_saturated_inputs_change_nothing_at_8_bits(net, ranges, images):
+    q8 = quantize(net, 8, ranges)
+    plain, saturated = q8.to_onnx(), q8.to_onnx(saturate_inputs=True)
+    clips = [n for n in saturated.graph.node if n.op_type == "Clip" and "/SaturateInput" in n.name]
+    assert len(clips) == len(net.layers) > len([n for n in plain.graph.node if n.op_type == "Clip"])
+    np.testing.assert_array_equal(predict(plain, images), predict(saturated, images))
 
 def test_calibrate_rejects_bad_images(net):
     with pytest.raises(DataError, match="shape"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -23,30 +22,10 @@ from ohq_pynq.data import load_data
 from ohq_pynq.models import list_models, model_path, split_path
 from ohq_pynq.quant import calibrate, compare, predict, prepare, quantize
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from ort_reference import ort_quantize_static  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def ort_quantize_static(model_path: str, x_calib: np.ndarray) -> str:
-    """onnxruntime's static QDQ quantization (per-channel), written to a temp file; returns its path."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(x_calib[i:i + 1] for i in range(len(x_calib)))
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
-
-    tmp = tempfile.mkdtemp()
-    pre = os.path.join(tmp, "pre.onnx")
-    out = os.path.join(tmp, "ort_int8.onnx")
-    quant_pre_process(model_path, pre, skip_symbolic_shape=True)
-    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
 
 
 def main(argv=None) -> int:
@@ -70,7 +49,8 @@ def main(argv=None) -> int:
             row[f"W{w}A{a}"] = m["accuracy"]
             row[f"W{w}A{a}_kl"] = m["kl"]
         try:
-            row["ort_int8"] = compare(predict(ort_quantize_static(path, xc), xt), yt)["accuracy"]
+            with tempfile.TemporaryDirectory() as tmp:
+                row["ort_int8"] = compare(predict(str(ort_quantize_static(path, xc, tmp)), xt), yt)["accuracy"]
         except Exception as err:  # report, don't hide: a failed yardstick is a finding
             row["ort_int8"] = None
             row["ort_error"] = f"{type(err).__name__}: {err}"

@@ -1,6 +1,6 @@
 """A slice of the corpus of real CNNs (tools/build_corpus.py) through the command line, stage by
 stage (tools/corpus_check.py): inspect, quantize 8/4, default onnxruntime session vs fp32,
-``run --calib`` on the simulator, deployment vs QDQ. ``bench/models.py`` runs the whole matrix.
+onnxruntime's own int8 quantizer as a yardstick, ``run --calib`` on the simulator, deployment vs QDQ. ``bench/models.py`` runs the whole matrix.
 
 Needs torch, torchvision and timm (skipped without them); the files are built once (seeded random
 weights) at a reduced resolution and cached in ``$OHQ_CORPUS_CACHE`` (default
@@ -38,13 +38,14 @@ SLICE = [
 ]
 
 # (model, export, stage) -> the reason it fails today (measured; see docs/corpus_failures.md).
-_INT8 = ("int8 QDQ vs fp32 max |Δ| {} of the fp32 output range (limit 5 %): per-tensor int8 "
-         "activation error accumulated over a random-weight net whose logits span little")
-_DEPLOY = ("integer deployment vs the QDQ model: KL {} of the quantization's own KL (limit 1 %); not "
-           "bit-exact on random-weight nets (docs/corpus_failures.md)")
 XFAIL: dict = {
-    ("resnet18", "default", "deploy"): _DEPLOY.format("5.4 %"),
-    ("mobilenet_v3_small", "bn", "ort8"): _INT8.format("17.6 %"),
+    ("mobilenet_v3_small", "bn", "ort8"):
+        "int8 QDQ vs fp32 max |Δ| 17.6 % of the fp32 output range (limit 5 %): int8 rounding noise "
+        "accumulated over a random-weight net whose logits span 0.35",
+    ("mobilenet_v3_small", "bn", "ref8"):
+        "onnxruntime's quantize_static (MinMax) gets 10.7 %; our default range, the 99.99th "
+        "percentile of |x| (chosen for accuracy on trained nets), clips the tail that sets max |Δ| "
+        "on noise: `quantize --method minmax` gives 9.0 % on the same file",
 }
 
 

@@ -9,10 +9,20 @@ Stages, each pass/fail with a one-line reason:
   (all graph optimisations on) and runs; int8 must agree with the fp32 file run the same way,
   max |Δ| <= 5 % of the fp32 output range (int4 only has to open and run: its error on a random
   network says nothing, the figure is reported);
+* ``ref8``: the int8 QDQ model is no further from fp32 than onnxruntime's own int8 quantizer
+  (``tools/ort_reference.py``: ``quantize_static``, QDQ, per-channel, MinMax, on the same
+  calibration images) plus 1 point of the output range, or within the 5 % of ``ort8``. It tells
+  the product's error apart from what int8 PTQ of the net costs anyway;
 * ``run``: ``run FILE --calib NOISE.npz`` on the simulator exits 0 (``--eval-images`` and
   ``--repeats`` small, ``--num 4`` calibration images);
 * ``deploy``: the integer deployment agrees with the QDQ model, from ``deploy.json``:
-  KL(QDQ || deployed) <= 1 % of KL(fp32 || deployed) (or <= 1e-7 absolute). On random-weight
+  KL(QDQ || deployed) <= 1 % of KL(fp32 || deployed) (or <= 1e-7 absolute), or no more than
+  onnxruntime's two executions of the same ``quantized.onnx`` disagree with each other
+  (KL(default session || session without QDQ fusion) on the same images: the floor of
+  "agrees with the QDQ model"). The integer cores compute exactly; a float evaluation of the
+  QDQ file lands on the other side of a rounding boundary now and then (1 code in ~1e5 on a
+  random MobileNetV2 at 64 px), and on a random-weight net that one code spreads to hundreds
+  within three blocks (docs/corpus_failures.md). On random-weight
   networks the logits are nearly tied, so top-1 agreement is a coin toss at every rounding
   difference; KL is quadratic in the logit difference for small differences, so 1 % of the
   quantization error's KL means the deployment's departure from the QDQ model is about a tenth of
@@ -25,16 +35,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-STAGES = ("inspect", "quantize8", "quantize4", "ort8", "ort4", "run", "deploy")
+STAGES = ("inspect", "quantize8", "quantize4", "ort8", "ref8", "ort4", "run", "deploy")
 INT8_MAX_REL = 0.05          # int8 QDQ vs fp32: max |Δ| / fp32 output range
 DEPLOY_KL_RATIO = 0.01       # KL(QDQ || deployed) / KL(fp32 || deployed)
 DEPLOY_KL_ABS = 1e-7
+REF8_MARGIN = 0.01           # ref8: our int8 max |Δ| may exceed onnxruntime's quantizer's by this
 CALIB_IMAGES = 16
 COMPARE_IMAGES = 8
 RUN_IMAGES = 4               # calibration images the run uses (--num): sensitivity is a pass per layer
@@ -194,6 +206,29 @@ def check(path, work: Path, stages=STAGES) -> Result:
             return Stage(True, "opens and runs; " + msg)
         return fn
 
+    def ref8():
+        sys_path = str(Path(__file__).resolve().parent)
+        if sys_path not in sys.path:
+            sys.path.insert(0, sys_path)
+        from ort_reference import ort_quantize_static
+
+        if "int8_max_rel" not in res.figures:
+            return Stage(None, "not reached: ort8 ran no comparison")
+        ours = res.figures["int8_max_rel"]
+        xs = x[:COMPARE_IMAGES]
+        y = fp32["y"]
+        try:
+            yr = _ort_outputs(ort_quantize_static(path, x, work / "ortq"), xs, fixed_batch)
+        except Exception as e:  # noqa: BLE001 -- the yardstick failing is reported, not ours
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return Stage(ours <= INT8_MAX_REL, f"onnxruntime's quantizer failed: {type(e).__name__}: {first}"[:240])
+        rng = float(y.max() - y.min())
+        ref = float(np.abs(yr - y).max() / rng) if rng > 0 else float(np.abs(yr - y).max())
+        res.figures["int8_ortq_max_rel"] = ref
+        ok = ours <= max(INT8_MAX_REL, ref + REF8_MARGIN)
+        return Stage(ok, f"max |Δ| {100 * ours:.2f} % vs onnxruntime quantize_static {100 * ref:.2f} % "
+                         f"of the fp32 range" + ("" if ok else f" (+{100 * REF8_MARGIN:.0f} pt allowed)"))
+
     run_dir = work / "run"
 
     def run():
@@ -214,15 +249,27 @@ def check(path, work: Path, stages=STAGES) -> Result:
         kl_q = float(d["verify"]["kl_vs_qdq"])
         kl_f = float(d["vs_fp32"]["kl"])
         top1 = float(d["verify"]["top1_agreement_vs_qdq"])
-        res.figures.update(deploy_kl_vs_qdq=kl_q, deploy_kl_vs_fp32=kl_f, deploy_top1_vs_qdq=top1)
-        ok = kl_q <= DEPLOY_KL_ABS or kl_q <= DEPLOY_KL_RATIO * kl_f
+        floor = qdq_floor(run_dir / "quantized.onnx", x[:EVAL_IMAGES])
+        res.figures.update(deploy_kl_vs_qdq=kl_q, deploy_kl_vs_fp32=kl_f, deploy_top1_vs_qdq=top1,
+                           deploy_kl_floor=floor)
+        ratio_ok = kl_q <= DEPLOY_KL_ABS or kl_q <= DEPLOY_KL_RATIO * kl_f
+        res.figures["deploy_ratio_ok"] = ratio_ok
+        ok = ratio_ok or kl_q <= floor
         ratio = kl_q / kl_f if kl_f > 0 else float("inf") if kl_q > 0 else 0.0
         return Stage(ok, f"KL vs QDQ {kl_q:.3g} = {100 * ratio:.3g} % of KL vs fp32 {kl_f:.3g}"
-                         f"{'' if ok else f' > {100 * DEPLOY_KL_RATIO:.0f} %'}; top-1 vs QDQ "
+                         f"{'' if ratio_ok else f' > {100 * DEPLOY_KL_RATIO:.0f} %'}; onnxruntime's two "
+                         f"executions of the file differ by KL {floor:.3g}; top-1 vs QDQ "
                          f"{100 * top1:.0f} % on {d['verify']['images']} images")
+
+    def qdq_floor(qdq: Path, xs: np.ndarray) -> float:
+        from ohq_pynq.quant import kl_divergence, predict
+
+        # run's own QDQ reference: the project's runner (onnxruntime, QDQ fusion off)
+        return kl_divergence(predict(str(qdq), xs), _ort_outputs(qdq, xs, fixed_batch))
 
     plan = [("inspect", inspect, ()), ("quantize8", quantize(8), ("inspect",)),
             ("quantize4", quantize(4), ("inspect",)), ("ort8", ort_check(8), ("quantize8",)),
+            ("ref8", ref8, ("quantize8",)),
             ("ort4", ort_check(4), ("quantize4",)), ("run", run, ("inspect",)), ("deploy", deploy, ("run",))]
     for name, fn, needs in plan:
         if name not in stages:

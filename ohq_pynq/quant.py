@@ -7,9 +7,9 @@ Scheme (the same arithmetic the int4/int8 cores implement, see ``vivado/README.m
 * activations: per tensor, zero point 0, at the *input* of every quantizable layer and at that
   layer's bit-width (the int4 core consumes int4 activations). Unsigned (uint8 [0, 255],
   uint4 [0, 15]) where the tensor comes from a ReLU-family op, signed elsewhere;
-  ``scale = range / qmax`` with range = the 99.99th percentile of |x| (default; it ignores rare
-  outliers, +0.6 points int8 accuracy on the MobileNetV3 reference) or max|x| (``minmax``).
-  A layer at 4 bits clips its input tighter: the range that minimises the L2.5 quantization error
+  ``scale = range / qmax`` with range = max|x| over the calibration images (``minmax``, the
+  default) or a percentile of |x| (``percentile``; see ``docs/design.md`` for the comparison:
+  on 32 images, what ``run`` calibrates on, max|x| is the better int8 range). A layer at 4 bits clips its input tighter: the range that minimises the L2.5 quantization error
   of the calibration histogram at that layer's 15 (unsigned) or 7 (signed) steps
   (:func:`lp_clip`; Nahshan et al., "Loss aware post-training quantization", 2021, pick the
   norm p in 2-4). With 16 levels the rounding error of a wide range dominates: W4A4 top-1 of
@@ -79,8 +79,8 @@ def quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 # Calibration
 # ----------------------------------------------------------------------------------------------
 CALIBRATION_METHODS = ("minmax", "percentile")
-DEFAULT_METHOD = "percentile"
-DEFAULT_PERCENTILE = 99.99     # percentile of |x| mapped to the largest code
+DEFAULT_METHOD = "minmax"
+DEFAULT_PERCENTILE = 99.99     # method "percentile": the percentile of |x| mapped to the largest code
 LOW_BITS = 4                   # the width whose inputs get their own, tighter range (lp_clip)
 LOW_BIT_NORM = 2.5             # p of the L_p quantization error minimised by lp_clip
 HISTOGRAM_BINS = 2048
@@ -135,9 +135,10 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
     """Range of every quantizable layer's input tensor (or of ``tensors``) over images ``x``.
 
     Streams ``x`` (N, C, H, W) in batches of ``batch_size`` images, so memory is one batch of
-    activations. ``percentile`` uses a second pass with a 2048-bin histogram of |x| per tensor,
-    from which the 4-bit range (:func:`lp_clip` with ``p = low_bit_norm``) is also taken;
-    ``low_bit_norm=None`` (or ``minmax``) uses the same range at every width.
+    activations. A second pass fills a 2048-bin histogram of |x| per tensor, from which the
+    ``percentile`` range and the 4-bit range (:func:`lp_clip` with ``p = low_bit_norm``) are
+    taken; ``low_bit_norm=None`` uses the same range at every width (and, with ``minmax``,
+    skips the second pass).
     ``executor``: "auto", "numpy" or "onnxruntime" (see :func:`ohq_pynq.runtime.make_executor`).
     """
     from .runtime import make_executor, stream_outputs
@@ -166,7 +167,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
         stream_outputs(runner, xb, tensors, extremes)
     clip = dict(absmax)
     low = {t: None for t in tensors}
-    if method == "percentile":
+    if method == "percentile" or low_bit_norm is not None:
         bins = HISTOGRAM_BINS
         hist = {t: np.zeros(bins, dtype=np.int64) for t in tensors}
 
@@ -177,7 +178,7 @@ def calibrate(network: Network, x: np.ndarray, method: str = DEFAULT_METHOD,
         for xb in _progress(_batches(x, batch_size), progress, len(x), batch_size, "histogram"):
             stream_outputs(runner, xb, tensors, histogram)
         for t in tensors:
-            if absmax[t] > 0:
+            if method == "percentile" and absmax[t] > 0:
                 cdf = np.cumsum(hist[t]) / max(1, hist[t].sum())
                 k = int(np.searchsorted(cdf, percentile / 100.0))
                 clip[t] = min(absmax[t], (k + 1) * absmax[t] / bins)
@@ -378,6 +379,26 @@ def input_quantization(network: Network, bits, ranges: dict[str, TensorRange],
     return act
 
 
+def odd_multiplier(m) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~ohq_pynq.hw.accelerator.quantize_multiplier` with every nonzero ``mult`` odd.
+
+    The core rounds ``acc * mult / 2^shift`` half up; QuantizeLinear rounds half to even, and a
+    float evaluation of the QDQ model lands on either side of an exact .5. Ties need
+    ``acc * mult`` to be an odd multiple of ``2^(shift-1)``: one accumulator in ``2^(shift-z)``
+    when ``mult`` ends in ``z`` zero bits (measured: a channel with z = 12 at shift 17 tied on
+    1 output in 32, and onnxruntime's default session then disagreed with the unfused model on
+    12 of 32 digits images). With ``mult`` odd it is one in ``2^shift`` (shift >= 16). The
+    nearer odd neighbour moves the multiplier by at most one part in 32768."""
+    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
+    mult, shift = quantize_multiplier(m)
+    even = (mult > 0) & (mult % 2 == 0)
+    exact = m * np.exp2(shift)
+    up = np.where(mult + 1 <= 0xFFFF, mult + 1, mult - 1)
+    alt = np.where(np.abs(exact - (mult - 1)) <= np.abs(exact - up), mult - 1, up)
+    mult = np.where(even & (alt > 0), alt, mult)
+    return mult, shift
+
+
 def quantize(network: Network, bits, ranges: dict[str, TensorRange], act_bits=None) -> QuantizedNetwork:
     """Quantize every layer of a BN-folded ``network`` with ``bits`` (int, mapping or config path).
 
@@ -405,7 +426,7 @@ def quantize(network: Network, bits, ranges: dict[str, TensorRange], act_bits=No
         # The core multiplies by mult / 2^shift (16-bit mult). Snap the weight scales so that
         # s_x * s_w / s_target is exactly that fixed-point number: the float QDQ model then
         # computes what the integer core computes, not a value 2^-16 away from it.
-        mult, shift = quantize_multiplier(act_scale * w_scale.astype(np.float64) / target)
+        mult, shift = odd_multiplier(act_scale * w_scale.astype(np.float64) / target)
         w_scale = (mult * np.exp2(-shift.astype(np.float64)) * target / act_scale).astype(np.float32)
         w_scale = np.where(w_scale > 0, w_scale, np.float32(1.0)).astype(np.float32)
         bias_scale = (np.float32(act_scale) * w_scale).astype(np.float32)

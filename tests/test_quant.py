@@ -427,3 +427,20 @@ def test_relu6_clip_is_fused_into_the_core_like_relu(pattern):
     assert not any(n.name == f"{first.name}/QuantizeOutput" for n in model.graph.node)
     narrow = prepare(qdq_patterns.clip_narrow())
     assert output_edges(narrow)[narrow.layers[0].name].relu_node is None
+
+
+def test_odd_multiplier_avoids_exact_ties():
+    from ohq_pynq.hw.accelerator import quantize_multiplier
+    from ohq_pynq.quant import odd_multiplier
+    m = np.concatenate([[0.25, 0.5, 1e-3 * 2 ** -5, 3.0], np.random.default_rng(0).uniform(1e-6, 2.0, 500)])
+    mult, shift = odd_multiplier(m)
+    assert np.all(mult % 2 == 1) and np.all(mult <= 0xFFFF)
+    assert np.all(shift == quantize_multiplier(m)[1])
+    assert np.max(np.abs(mult * np.exp2(-shift.astype(float)) / m - 1)) <= 2.0 ** -15
+    # 0.25 = 32768 / 2^17: every accumulator 2 (mod 4) would sit exactly on a .5 step
+    acc = np.arange(-4096, 4096, dtype=np.int64)
+    for mm, ss in ((32768, 17), (int(mult[0]), int(shift[0]))):
+        frac = (acc * mm) % (1 << ss)
+        ties = int(np.sum(frac == 1 << (ss - 1)))
+        assert (ties > 1000) if mm == 32768 else (ties == 0)
+    assert odd_multiplier([0.0])[0][0] == 0

@@ -19,9 +19,11 @@ def add_arguments(p) -> None:
     p.add_argument("--num-calib", type=int, default=256, metavar="N",
                    help="use at most N calibration images (default %(default)s)")
     p.add_argument("--method", choices=quant.CALIBRATION_METHODS, default=quant.DEFAULT_METHOD,
-                   help="activation range: a percentile of |x| or max |x| (default %(default)s)")
+                   help="8-bit activation range: max |x| or a percentile of |x| (default %(default)s); "
+                        "4-bit inputs always get their own L2.5-optimal range")
     p.add_argument("--percentile", type=float, default=quant.DEFAULT_PERCENTILE,
-                   help="percentile of |x| mapped to the largest code (default %(default)s)")
+                   help="with --method percentile: the percentile of |x| mapped to the largest code "
+                        "(default %(default)s)")
     p.add_argument("--out", required=True, help="output QDQ .onnx path")
     add_executor_argument(p)
 

@@ -9,8 +9,9 @@ and input scale are swapped per pass. What is swapped in (``perturbation``):
 * ``"rounding"`` (default): the layer's weights rounded to its int4 grid (int4 codes from the
   float weights, written as the nearest int8 codes), and its input quantized as at int4: the
   int4 scale (its own, tighter calibrated range, :meth:`~ohq_pynq.quant.TensorRange.clip_at`)
-  and the int4 code range (the model carries an integer Clip on every layer input for this). The perturbation is the layer's own int4 rounding error, so S_i has the size and
-  ranking of the exact estimator (ρ 0.97–0.99 on the references, ``bench/mqe.py``).
+  and the int4 code range (the model carries an integer Clip on every layer input for this).
+  The perturbation is the layer's own int4 rounding error, so S_i has the size and ranking of
+  the exact estimator (ρ 0.97–0.99 on the references, ``bench/mqe.py``).
 * ``"mask"``: the paper's mask — zero a random fraction ``alpha`` of the int8 weight codes
   (0.5 in the paper; ``alpha="matched"`` picks, per output channel, the fraction whose removed
   energy equals that channel's int4 rounding-noise energy, 0.4–3 % on the references), plus the
@@ -152,8 +153,8 @@ def sensitivity(network: Network, x: np.ndarray, ranges: dict[str, TensorRange],
     MQE's ``perturbation`` (module docstring): ``"rounding"`` (default; deterministic, ``alpha``,
     ``structured`` and ``seed`` unused) or ``"mask"`` (``alpha`` a fraction in [0, 1] or
     ``"matched"``). ``activations``: also quantize the layer's input as at ``low_bits`` (its
-    scale and code range there), because in this project a layer's
-    input activations take the layer's bit-width; without it MQE sees only the weight half of
+    scale and code range there), because in this project a layer's input activations take the
+    layer's bit-width; without it MQE sees only the weight half of
     going to int4 (``perturbation="mask", activations=False`` is the paper's MQE). Every variant is
     the same single-session initializer swap, one forward pass over ``x`` per layer.
     """

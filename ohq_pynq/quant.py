@@ -9,8 +9,9 @@ Scheme (the same arithmetic the int4/int8 cores implement, see ``vivado/README.m
   uint4 [0, 15]) where the tensor comes from a ReLU-family op, signed elsewhere;
   ``scale = range / qmax`` with range = max|x| over the calibration images (``minmax``, the
   default) or a percentile of |x| (``percentile``; see ``docs/design.md`` for the comparison:
-  on 32 images, what ``run`` calibrates on, max|x| is the better int8 range). A layer at 4 bits clips its input tighter: the range that minimises the L2.5 quantization error
-  of the calibration histogram at that layer's 15 (unsigned) or 7 (signed) steps
+  on 32 images, what ``run`` calibrates on, max|x| is the better int8 range). A layer at 4
+  bits clips its input tighter: the range that minimises the L2.5 quantization error of the
+  calibration histogram at that layer's 15 (unsigned) or 7 (signed) steps
   (:func:`lp_clip`; Nahshan et al., "Loss aware post-training quantization", 2021, pick the
   norm p in 2-4). With 16 levels the rounding error of a wide range dominates: W4A4 top-1 of
   the digits MobileNetV3 goes from 5.1 % (99.99th-percentile range) to 50.1 %, the digits
@@ -352,7 +353,8 @@ class _Clips:
     def __init__(self, network: Network, ranges: dict[str, TensorRange], edges: dict):
         missing = [t for t in calibration_tensors(network) if t not in ranges]
         if missing:
-            raise ConfigError(f"no calibration range for tensor(s) {missing[:3]}; calibrate this network first")
+            raise ConfigError(f"no calibration range for tensor(s) {missing[:3]}; "
+                              "calibrate this network first")
         self.ranges = ranges
         self.cap = {e.tensor: e.relu_max for e in edges.values() if e.relu_max is not None}
 

@@ -23,6 +23,7 @@ import numpy as np
 from . import candidates as search_candidates, distill, ilp, mqe, oqa, pareto
 from .errors import ConfigError, DataError
 from .fileio import atomic_write, file_sha256, json_sha256, read_json, write_json
+from .quant import SCHEME as QUANT_SCHEME
 from .runtime import release_memory
 
 STATE_SCHEMA = 1
@@ -187,7 +188,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
 
         stages.run("sensitivity", {"model": model_hash, "data": data_hash, "estimator": s.estimator,
                                    "perturbation": s.perturbation, "alpha": s.alpha, "seed": s.seed,
-                                   "executor": s.executor},
+                                   "executor": s.executor, "quant": QUANT_SCHEME},
                    ["sensitivity.json"], sensitivity)
 
         # 4. bit allocation (ILP) + Pareto frontier ------------------------------------------
@@ -201,7 +202,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
                              "beta": s.beta, "gamma": s.gamma, "hw_metric": s.hw_metric,
                              "points": s.pareto_points, "candidates": s.candidates,
                              "compare_random": s.compare_random, "model": model_hash, "data": data_hash,
-                             "seed": s.seed, "executor": s.executor},
+                             "seed": s.seed, "executor": s.executor, "quant": QUANT_SCHEME},
                    ["config.json", "search.json", "pareto.json", "pareto.png"], solve)
 
         # 5. deploy on the cores and verify --------------------------------------------------
@@ -214,7 +215,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict:
         stages.run("deploy", {"model": model_hash, "config": file_sha256(out / "config.json"),
                               "data": data_hash, "eval": _data_key(eval_path), "hw": info.hardware_id,
                               "bitstream": info.bitstream_sha256, "n": s.eval_images,
-                              "executor": s.executor},
+                              "executor": s.executor, "quant": QUANT_SCHEME},
                    ["quantized.onnx", "deploy.json"], deploy)
     finally:
         accelerator.close()

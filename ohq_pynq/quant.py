@@ -79,6 +79,10 @@ def quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Calibration
 # ----------------------------------------------------------------------------------------------
+# Version of the arithmetic below (ranges, scales, multipliers). The pipeline keys its
+# sensitivity, solve and deploy stages on it, so a resumed run never mixes results of two.
+# 2: max|x| at 8 bits, lp_clip at 4 bits, odd multipliers (1: 99.99th percentile everywhere).
+SCHEME = 2
 CALIBRATION_METHODS = ("minmax", "percentile")
 DEFAULT_METHOD = "minmax"
 DEFAULT_PERCENTILE = 99.99     # method "percentile": the percentile of |x| mapped to the largest code

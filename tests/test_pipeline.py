@@ -91,6 +91,23 @@ def test_rerun_reuses_every_stage(first_run):
     assert all(v["reused"] for v in again["stages"].values())
 
 
+def test_new_quantization_scheme_recomputes_what_depends_on_it(first_run, tmp_path, monkeypatch):
+    """A run folder from an older release is resumed: distillation and the profile stay, the
+    stages that used the quantizer's arithmetic run again."""
+    out, _, _ = first_run
+    import shutil
+
+    from ohq_pynq import pipeline
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    monkeypatch.setattr(pipeline, "QUANT_SCHEME", pipeline.QUANT_SCHEME + 1)
+    lines: list[str] = []
+    s = run(Settings(out=str(copy), **FAST), log=lines.append)
+    reused = {l.split(":")[0] for l in lines if "reused" in l}
+    assert reused == {"distill", "profile"}
+    assert not any(s["stages"][k]["reused"] for k in ("sensitivity", "solve", "deploy"))
+
+
 def test_budget_change_resolves_without_remeasuring(first_run, tmp_path):
     out, _, _ = first_run
     import shutil

@@ -50,7 +50,8 @@ def main(argv=None) -> int:
             row[f"W{w}A{a}_kl"] = m["kl"]
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                row["ort_int8"] = compare(predict(str(ort_quantize_static(path, xc, tmp)), xt), yt)["accuracy"]
+                qdq = str(ort_quantize_static(path, xc, tmp))
+                row["ort_int8"] = compare(predict(qdq, xt), yt)["accuracy"]
         except Exception as err:  # report, don't hide: a failed yardstick is a finding
             row["ort_int8"] = None
             row["ort_error"] = f"{type(err).__name__}: {err}"

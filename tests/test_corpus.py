@@ -1,6 +1,7 @@
 """A slice of the corpus of real CNNs (tools/build_corpus.py) through the command line, stage by
 stage (tools/corpus_check.py): inspect, quantize 8/4, default onnxruntime session vs fp32,
-onnxruntime's own int8 quantizer as a yardstick, ``run --calib`` on the simulator, deployment vs QDQ. ``bench/models.py`` runs the whole matrix.
+onnxruntime's own int8 quantizer as a yardstick, ``run --calib`` on the simulator, deployment vs
+QDQ. ``bench/models.py`` runs the whole matrix.
 
 Needs torch, torchvision and timm (skipped without them); the files are built once (seeded random
 weights) at a reduced resolution and cached in ``$OHQ_CORPUS_CACHE`` (default

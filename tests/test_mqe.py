@@ -175,7 +175,8 @@ def test_mqe_input_codes_are_the_int4_codes(setup):
     net, x, ranges = setup
     q8 = quantize(net, 8, ranges)
     low = input_quantization(net, 4, ranges)
-    names = [i for n in net.layer_names for i in (q8.input_scale_initializer(n), *q8.input_saturation_initializers(n))]
+    names = [i for n in net.layer_names
+             for i in (q8.input_scale_initializer(n), *q8.input_saturation_initializers(n))]
     names += [q8.weight_initializer(n) for n in net.layer_names]
     runner = make_executor(q8.to_onnx(saturate_inputs=True), "numpy", overridable=names)
     for name in net.layer_names:

@@ -231,7 +231,8 @@ def test_low_bit_inputs_use_their_own_range(net, images, ranges):
         hi4 = activation_range(4, layer.input not in unsigned)[1]
         assert q8.layers[layer.name].act_scale == pytest.approx(r.clip / hi8, rel=1e-6)
         assert q4.layers[layer.name].act_scale == pytest.approx(min(r.clip, r.low_bit_clip) / hi4, rel=1e-6)
-    assert input_quantization(net, 4, ranges) == {n: (lq.act_scale, lq.act_signed) for n, lq in q4.layers.items()}
+    want = {n: (lq.act_scale, lq.act_signed) for n, lq in q4.layers.items()}
+    assert input_quantization(net, 4, ranges) == want
     same = calibrate(net, images, low_bit_norm=None)
     assert all(r.low_bit_clip is None and r.clip_at(4) == r.clip for r in same.values())
     # the tighter 4-bit range is what makes W4A4 closer to fp32 here

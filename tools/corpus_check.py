@@ -221,7 +221,8 @@ def check(path, work: Path, stages=STAGES) -> Result:
             yr = _ort_outputs(ort_quantize_static(path, x, work / "ortq"), xs, fixed_batch)
         except Exception as e:  # noqa: BLE001 -- the yardstick failing is reported, not ours
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            return Stage(ours <= INT8_MAX_REL, f"onnxruntime's quantizer failed: {type(e).__name__}: {first}"[:240])
+            return Stage(ours <= INT8_MAX_REL,
+                         f"onnxruntime's quantizer failed: {type(e).__name__}: {first}"[:240])
         rng = float(y.max() - y.min())
         ref = float(np.abs(yr - y).max() / rng) if rng > 0 else float(np.abs(yr - y).max())
         res.figures["int8_ortq_max_rel"] = ref

@@ -107,8 +107,7 @@ def perturbed_layer(network: Network, q8: QuantizedNetwork, name: str, perturbat
     """The initializers of ``q8.to_onnx(saturate_inputs=True)`` to swap so layer ``name`` is
     perturbed as MQE does (see the module docstring): ``{initializer name: array}``, the weight
     codes in the model's layout and, with ``activations``, the input scale and code range at
-    ``low_bits`` (``low_inputs``: :func:`~ohq_pynq.quant.input_quantization` at ``low_bits``;
-    without it, the int8 scale coarsened by qmax8 / qmax_low and no saturation change)."""
+    ``low_bits`` (``low_inputs``: :func:`~ohq_pynq.quant.input_quantization` at ``low_bits``)."""
     lq = q8.layers[name]
     if perturbation == "rounding":
         w = rounded_weights(network.weight(network.layer(name)), lq, low_bits)
@@ -119,10 +118,10 @@ def perturbed_layer(network: Network, q8: QuantizedNetwork, name: str, perturbat
                                       rounded_weights(network.weight(network.layer(name)), lq, low_bits))
         w = mask_weights(lq.weight_q, a, rng if rng is not None else np.random.default_rng(0), structured)
     out = {q8.weight_initializer(name): _initializer_layout(network, name, w)}
-    if activations and low_inputs is None:
-        coarser = activation_range(8, lq.act_signed)[1] / activation_range(low_bits, lq.act_signed)[1]
-        out[q8.input_scale_initializer(name)] = np.array(lq.act_scale * coarser, np.float32)
-    elif activations:
+    if activations:
+        if low_inputs is None:
+            raise ConfigError("perturbed_layer(activations=True) needs low_inputs: "
+                              "quant.input_quantization(network, low_bits, ranges)")
         scale, signed = low_inputs[name]
         out[q8.input_scale_initializer(name)] = np.array(scale, np.float32)
         code = np.int8 if signed else np.uint8

@@ -369,13 +369,13 @@ class _Clips:
 
 
 def input_quantization(network: Network, bits, ranges: dict[str, TensorRange],
-                       edges: dict | None = None) -> dict[str, tuple[float, bool]]:
+                       clips: _Clips | None = None) -> dict[str, tuple[float, bool]]:
     """Per layer, (input scale, signed) of its input activation at ``bits`` (int or mapping):
     what :func:`quantize` programs, without quantizing any weight."""
     from .bitconfig import resolve_bits
 
     abits = resolve_bits(bits, network.layer_names)
-    clip_of = _Clips(network, ranges, edges if edges is not None else output_edges(network))
+    clip_of = clips if clips is not None else _Clips(network, ranges, output_edges(network))
     unsigned = nonnegative_tensors(network)
     act = {}
     for layer in network.layers:
@@ -416,7 +416,7 @@ def quantize(network: Network, bits, ranges: dict[str, TensorRange], act_bits=No
     abits = wbits if act_bits is None else resolve_bits(act_bits, network.layer_names)
     edges = output_edges(network)
     clip_of = _Clips(network, ranges, edges)
-    act = input_quantization(network, abits, ranges, edges)      # layer -> (input scale, signed)
+    act = input_quantization(network, abits, ranges, clip_of)    # layer -> (input scale, signed)
     q = QuantizedNetwork(network)
     for layer in network.layers:
         act_scale, signed = act[layer.name]

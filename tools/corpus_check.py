@@ -35,12 +35,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ort_reference import ort_quantize_static   # tools/, next to this file
 
 STAGES = ("inspect", "quantize8", "quantize4", "ort8", "ref8", "ort4", "run", "deploy")
 INT8_MAX_REL = 0.05          # int8 QDQ vs fp32: max |Δ| / fp32 output range
@@ -128,6 +128,13 @@ def _ort_outputs(path: Path, x: np.ndarray, fixed_batch: int | None) -> np.ndarr
     return sess.run(None, {name: x})[0]
 
 
+def _max_rel(yq: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(fp32 output range, max |yq - y| as a fraction of it; absolute when the range is 0)."""
+    rng = float(y.max() - y.min())
+    diff = float(np.abs(yq - y).max())
+    return rng, (diff / rng if rng > 0 else diff)
+
+
 def check(path, work: Path, stages=STAGES) -> Result:
     """Run the stages on one ONNX file; artefacts go to ``work``."""
     path, work = Path(path), Path(work)
@@ -192,8 +199,7 @@ def check(path, work: Path, stages=STAGES) -> Result:
                 return Stage(False, f"output shape {list(yq.shape)} != fp32 {list(y.shape)}")
             if not np.all(np.isfinite(yq)):
                 return Stage(False, "non-finite outputs")
-            rng = float(y.max() - y.min())
-            rel = float(np.abs(yq - y).max() / rng) if rng > 0 else float(np.abs(yq - y).max())
+            rng, rel = _max_rel(yq, y)
             top1 = float(np.mean(yq.reshape(len(yq), -1).argmax(-1) == y.reshape(len(y), -1).argmax(-1)))
             res.figures[f"int{bits}_max_rel"] = rel
             res.figures[f"int{bits}_top1_vs_fp32"] = top1
@@ -207,11 +213,6 @@ def check(path, work: Path, stages=STAGES) -> Result:
         return fn
 
     def ref8():
-        sys_path = str(Path(__file__).resolve().parent)
-        if sys_path not in sys.path:
-            sys.path.insert(0, sys_path)
-        from ort_reference import ort_quantize_static
-
         if "int8_max_rel" not in res.figures:
             return Stage(None, "not reached: ort8 ran no comparison")
         ours = res.figures["int8_max_rel"]
@@ -223,8 +224,7 @@ def check(path, work: Path, stages=STAGES) -> Result:
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             return Stage(ours <= INT8_MAX_REL,
                          f"onnxruntime's quantizer failed: {type(e).__name__}: {first}"[:240])
-        rng = float(y.max() - y.min())
-        ref = float(np.abs(yr - y).max() / rng) if rng > 0 else float(np.abs(yr - y).max())
+        _, ref = _max_rel(yr, y)
         res.figures["int8_ortq_max_rel"] = ref
         ok = ours <= max(INT8_MAX_REL, ref + REF8_MARGIN)
         return Stage(ok, f"max |Δ| {100 * ours:.2f} % vs onnxruntime quantize_static {100 * ref:.2f} % "

@@ -142,12 +142,9 @@ def choose_lowering(layer: ConvLayer, core: CoreConfig) -> str:
         if _fits(low, core) and _fits(layer, core) and \
                 cycle_model.cycles(low, core) < cycle_model.cycles(layer, core):
             return "im2col"
-        if _fits(low, core) and not _fits(layer, core):
-            return "im2col"
         if not _fits(layer, core) and _fits(low, core, tiled=True):
-            return "im2col"      # e.g. an 11x11 stem (beyond max_k) whose weights need tiling
+            return "im2col"      # e.g. an 11x11 stem beyond max_k, its weights tiled or not
     return ""
-
 
 
 @functools.lru_cache(maxsize=4096)
